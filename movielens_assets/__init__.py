@@ -1,0 +1,1 @@
+"""movielens: the MovieLens ELT pipeline (S3 -> warehouse RAW -> dbt) as Dagster assets."""

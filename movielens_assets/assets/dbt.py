@@ -1,0 +1,66 @@
+"""The dbt project ``movielens_dbt`` as assets: staging, dimensions, facts, marts, seed, snapshot.
+
+Every dbt test becomes an asset check on the model it tests (blocking: a failed test skips the
+models downstream of it). dbt sources map onto the ``raw/raw_<dataset>`` assets.
+"""
+
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from pydantic import Field
+
+from movielens_assets.project import movielens_project
+from movielens_assets.warehouse.base import Warehouse
+
+
+class DbtBuildConfig(dg.Config):
+    """Options of a dbt build launched from Dagster (also on the launchpad)."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description="Rebuild incremental models and seeds from scratch (dbt --full-refresh).",
+    )
+
+
+class MovielensTranslator(DagsterDbtTranslator):
+    """Maps sources onto the RAW assets and groups models by folder."""
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        """``source('raw', 'raw_movies')`` is the ``raw/raw_movies`` asset."""
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        """``staging``, ``dimensions``, ``facts``, ``marts`` by folder; ``seeds``, ``snapshots``."""
+        resource_type = dbt_resource_props["resource_type"]
+        if resource_type in ("seed", "snapshot"):
+            return f"{resource_type}s"
+        fqn = dbt_resource_props["fqn"]
+        return fqn[1] if len(fqn) > 2 else "models"
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        """dbt ``meta.owner`` if set, otherwise the analytics team."""
+        owner = dbt_resource_props.get("meta", {}).get("owner")
+        return [owner] if owner else ["team:analytics-engineering"]
+
+
+@dbt_assets(
+    manifest=movielens_project.manifest_path,
+    project=movielens_project,
+    dagster_dbt_translator=MovielensTranslator(),
+)
+def movielens_dbt_models(
+    context: dg.AssetExecutionContext,
+    dbt: DbtCliResource,
+    warehouse: Warehouse,
+    config: DbtBuildConfig,
+):
+    """``dbt build`` of the selected models, seed, snapshot and tests."""
+    os.environ.update(warehouse.dbt_env())
+    args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+    yield from dbt.cli(args, context=context).stream().fetch_row_counts()

@@ -1,0 +1,60 @@
+"""The resources, keyed the same in every environment: ``s3``, ``warehouse``, ``dbt``.
+
+Only their configuration changes between ``MOVIELENS_TARGET=local`` and ``prod``, and it is
+decided here (like dagster-open-platform's ``environment_helpers``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster_aws.s3 import S3Resource
+from dagster_dbt import DbtCliResource
+from pydantic import Field
+
+from movielens_assets.lib import s3 as s3lib
+from movielens_assets.lib.s3 import S3Object
+from movielens_assets.project import movielens_project
+from movielens_assets.settings import Settings
+from movielens_assets.warehouse.base import Warehouse
+from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+
+
+class LandingBucket(S3Resource):
+    """The S3 landing zone: ``s3://<bucket>/<prefix>/<dataset>/*.csv[.gz]``.
+
+    The endpoint and credentials come from the standard AWS variables
+    (``AWS_ENDPOINT_URL_S3``, ``AWS_ACCESS_KEY_ID``, ...), as boto3 reads them.
+    """
+
+    bucket: str = Field(description="The landing bucket (MOVIELENS_S3_BUCKET).")
+    prefix: str = Field(description="The landing folder (MOVIELENS_S3_PREFIX).")
+
+    def dataset_prefix(self, dataset: str) -> str:
+        """The key prefix of one dataset, e.g. ``landing/ratings/``."""
+        return f"{self.prefix}/{dataset}/" if self.prefix else f"{dataset}/"
+
+    def dataset_uri(self, dataset: str) -> str:
+        """The S3 URI of one dataset's folder."""
+        return f"s3://{self.bucket}/{self.dataset_prefix(dataset)}"
+
+    def list_dataset(self, dataset: str, client: Any | None = None) -> list[S3Object]:
+        """Every CSV object of a dataset, through all listing pages."""
+        objects = s3lib.list_objects(client or self.get_client(), self.bucket, self.dataset_prefix(dataset))
+        return [obj for obj in objects if obj.key.lower().endswith((".csv", ".csv.gz"))]
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """The resources for one environment."""
+    warehouse: Warehouse
+    if settings.target == "prod":
+        from movielens_assets.warehouse.snowflake import SnowflakeWarehouse
+
+        warehouse = SnowflakeWarehouse.from_env()
+    else:
+        warehouse = DuckDBWarehouse(path=str(settings.duckdb_path))
+    return {
+        "s3": LandingBucket(bucket=settings.bucket, prefix=settings.prefix),
+        "warehouse": warehouse,
+        "dbt": DbtCliResource(project_dir=movielens_project, target=settings.target),
+    }

@@ -1,0 +1,204 @@
+"""``movielens run``: materialize every asset once, evaluate every check, and summarize.
+
+The run is a real Dagster run of the ``movielens_pipeline`` job, recorded in the instance under
+``$MOVIELENS_HOME/dagster`` so the UI shows it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DbtCliResource
+
+from movielens_assets.settings import Settings
+
+STAGES = {"landing_files": "landing", "raw_tables": "raw", "movielens_dbt_models": "dbt"}
+"""Step (op) name -> the stage it is reported under."""
+
+DAGSTER_YAML = """\
+# Written by `movielens`: the Dagster instance of local runs.
+telemetry:
+  enabled: false
+"""
+
+
+@dataclass
+class AssetLine:
+    """One asset's outcome in a run."""
+
+    key: str
+    status: str
+    rows: int | None = None
+
+
+@dataclass
+class Summary:
+    """What ``movielens run`` prints and writes with ``--summary-json``."""
+
+    run_id: str
+    success: bool
+    stages: dict[str, float] = field(default_factory=dict)
+    assets: list[AssetLine] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    top_movies: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """The summary as JSON."""
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+def prepare_instance(settings: Settings) -> None:
+    """Point ``DAGSTER_HOME`` at ``$MOVIELENS_HOME/dagster`` and create it if needed."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+
+
+def ensure_manifest() -> Path:
+    """Parse the dbt project if its manifest is missing (never at import time)."""
+    from movielens_assets.project import movielens_project
+
+    if not movielens_project.manifest_path.exists():
+        movielens_project.preparer.prepare(movielens_project)
+    return movielens_project.manifest_path
+
+
+def run_config(data_dir: Path | None, full_refresh: bool) -> dict[str, Any]:
+    """The run config of the pipeline job for these options."""
+    return {
+        "ops": {
+            "landing_files": {"config": {"data_dir": str(data_dir) if data_dir else None}},
+            "movielens_dbt_models": {"config": {"full_refresh": full_refresh}},
+        }
+    }
+
+
+def stage_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Seconds per stage, from the step start and end events of the run."""
+    starts: dict[str, float] = {}
+    seconds = {stage: 0.0 for stage in STAGES.values()}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key not in STAGES:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_START:
+            starts[event.step_key] = entry.timestamp
+        elif event.event_type in (
+            dg.DagsterEventType.STEP_SUCCESS,
+            dg.DagsterEventType.STEP_FAILURE,
+        ) and event.step_key in starts:
+            seconds[STAGES[event.step_key]] += round(entry.timestamp - starts[event.step_key], 2)
+    return seconds
+
+
+def summarize(result: dg.ExecuteInProcessResult, job: dg.JobDefinition) -> Summary:
+    """Assets, checks and errors of a finished run."""
+    summary = Summary(run_id=result.run_id, success=result.success)
+    materialized = {
+        event.asset_key: event.materialization for event in result.get_asset_materialization_events()
+    }
+    for key in sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string()):
+        materialization = materialized.get(key)
+        rows = None
+        if materialization is not None:
+            value = materialization.metadata.get("dagster/row_count")
+            rows = int(value.value) if value is not None else None
+        summary.assets.append(
+            AssetLine(key.to_user_string(), "materialized" if materialization else "not materialized", rows)
+        )
+    evaluations = result.get_asset_check_evaluations()
+    failed = sorted(
+        f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+        for evaluation in evaluations
+        if not evaluation.passed
+    )
+    summary.checks = {
+        "passed": sum(1 for evaluation in evaluations if evaluation.passed),
+        "failed": len(failed),
+        "failed_names": failed,
+        "not_evaluated": max(len(job.asset_layer.asset_graph.asset_check_keys) - len(evaluations), 0),
+    }
+    for failure in result.get_step_failure_events():
+        error = failure.step_failure_data.error
+        message = error.message.strip() if error else "unknown error"
+        summary.errors.append(f"step {failure.step_key} failed: {message}")
+    return summary
+
+
+def top_movies(settings: Settings, warehouse: Any, limit: int = 10) -> list[dict[str, Any]]:
+    """The first rows of ``analyses/movie_analysis.sql``, compiled by dbt and run here."""
+    from movielens_assets.project import movielens_project
+
+    os.environ.update(warehouse.dbt_env())
+    dbt = DbtCliResource(project_dir=movielens_project, target=settings.target)
+    invocation = dbt.cli(["compile", "--select", "movie_analysis", "--quiet"], raise_on_error=True)
+    invocation.wait()
+    compiled = next(invocation.target_path.glob("compiled/**/movie_analysis.sql"))
+    sql = compiled.read_text().strip().rstrip(";")
+    rows = warehouse.query(f"{sql}\nlimit {int(limit)}")
+    return [
+        {"movie_title": title, "average_rating": round(float(average), 3), "total_ratings": total}
+        for title, average, total in rows
+    ]
+
+
+def run_pipeline(
+    settings: Settings,
+    data_dir: Path | None = None,
+    full_refresh: bool = False,
+) -> Summary:
+    """Materialize every asset and evaluate every check in one recorded Dagster run."""
+    from movielens_assets.definitions import build_definitions
+    from movielens_assets.local_s3 import s3_endpoint
+
+    prepare_instance(settings)
+    ensure_manifest()
+    with s3_endpoint(settings):
+        defs = build_definitions(settings)
+        job = defs.resolve_job_def("movielens_pipeline")
+        with dg.DagsterInstance.get() as instance:
+            result = job.execute_in_process(
+                run_config=run_config(data_dir, full_refresh),
+                instance=instance,
+                raise_on_error=False,
+            )
+            summary = summarize(result, job)
+            summary.stages = stage_seconds(instance, result.run_id)
+    if summary.success:
+        warehouse = defs.resources["warehouse"]
+        summary.top_movies = top_movies(settings, warehouse)
+    return summary
+
+
+def format_summary(summary: Summary) -> str:
+    """The human-readable summary ``movielens run`` prints."""
+    lines = [f"Run {summary.run_id}: {'SUCCESS' if summary.success else 'FAILURE'}", ""]
+    lines.append("Time per stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.stages.items()))
+    lines.append("")
+    width = max((len(asset.key) for asset in summary.assets), default=10)
+    lines.append(f"{'asset':<{width}}  {'status':<16}  {'rows':>12}")
+    for asset in summary.assets:
+        rows = f"{asset.rows:,}" if asset.rows is not None else "-"
+        lines.append(f"{asset.key:<{width}}  {asset.status:<16}  {rows:>12}")
+    checks = summary.checks
+    lines += ["", f"Checks: {checks['passed']} passed, {checks['failed']} failed"
+              + (f", {checks['not_evaluated']} not evaluated" if checks.get("not_evaluated") else "")]
+    lines += [f"  FAILED {name}" for name in checks["failed_names"]]
+    if summary.errors:
+        lines += ["", "Errors:"] + [f"  {error}" for error in summary.errors]
+    if summary.top_movies:
+        lines += ["", "Top 10 movies (analyses/movie_analysis.sql):"]
+        for rank, movie in enumerate(summary.top_movies, start=1):
+            lines.append(
+                f"  {rank:>2}. {movie['movie_title']}  avg {movie['average_rating']:.2f}"
+                f" over {movie['total_ratings']:,} ratings"
+            )
+    return "\n".join(lines)
