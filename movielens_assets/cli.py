@@ -85,8 +85,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
         bin_dir = Path(sys.executable).parent
         processes = [
             subprocess.Popen(
-                [str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", "127.0.0.1",
-                 "-p", str(args.port)],
+                [
+                    str(bin_dir / "dagster-webserver"),
+                    "-w",
+                    workspace,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(args.port),
+                ],
                 env=env,
                 start_new_session=True,
             ),

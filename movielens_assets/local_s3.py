@@ -78,7 +78,7 @@ class LocalS3Server:
         self._endpoint_path.unlink(missing_ok=True)
         self._server.stop()
 
-    def _client(self):  # noqa: ANN202 - a boto3 client
+    def _client(self):  # a boto3 client
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint_url)
@@ -138,7 +138,7 @@ class LocalS3Server:
         while not self._stop_syncing.wait(every):
             try:
                 self.sync()
-            except Exception:  # noqa: BLE001 - a failed sync is retried on the next beat
+            except Exception:  # a failed sync is retried on the next beat
                 log.exception("Mirroring the local S3 server to disk failed; retrying")
 
 

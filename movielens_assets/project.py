@@ -6,11 +6,18 @@ The manifest comes from ``prepare_if_dev()`` under ``dagster dev`` and from
 command can load it on its own.
 """
 
+import os
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 
+from movielens_assets.settings import Settings
+
 DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent / "movielens_dbt"
+
+# dbt's DuckDB profile needs an absolute path (dbt resolves relative ones against its working
+# directory); default it to the same file the RAW loader uses, unless the user set one.
+os.environ.setdefault("MOVIELENS_DUCKDB_PATH", str(Settings.from_env().duckdb_path))
 
 movielens_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 movielens_project.prepare_if_dev()

@@ -6,6 +6,8 @@ decided here (like dagster-open-platform's ``environment_helpers``).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 from dagster_aws.s3 import S3Resource
@@ -40,8 +42,20 @@ class LandingBucket(S3Resource):
 
     def list_dataset(self, dataset: str, client: Any | None = None) -> list[S3Object]:
         """Every CSV object of a dataset, through all listing pages."""
-        objects = s3lib.list_objects(client or self.get_client(), self.bucket, self.dataset_prefix(dataset))
+        objects = s3lib.list_objects(
+            client or self.get_client(), self.bucket, self.dataset_prefix(dataset)
+        )
         return [obj for obj in objects if obj.key.lower().endswith((".csv", ".csv.gz"))]
+
+
+def dbt_resource(settings: Settings) -> DbtCliResource:
+    """dbt through dagster-dbt, using the dbt installed beside this Python (the venv's)."""
+    beside = Path(sys.executable).parent / "dbt"
+    return DbtCliResource(
+        project_dir=movielens_project,
+        target=settings.target,
+        dbt_executable=str(beside) if beside.exists() else "dbt",
+    )
 
 
 def build_resources(settings: Settings) -> dict[str, Any]:
@@ -56,5 +70,5 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     return {
         "s3": LandingBucket(bucket=settings.bucket, prefix=settings.prefix),
         "warehouse": warehouse,
-        "dbt": DbtCliResource(project_dir=movielens_project, target=settings.target),
+        "dbt": dbt_resource(settings),
     }

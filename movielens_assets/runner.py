@@ -6,14 +6,15 @@ The run is a real Dagster run of the ``movielens_pipeline`` job, recorded in the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
 
 from movielens_assets.settings import Settings
 
@@ -74,10 +75,11 @@ def ensure_manifest() -> Path:
 def run_config(data_dir: Path | None, full_refresh: bool) -> dict[str, Any]:
     """The run config of the pipeline job for these options."""
     return {
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
         "ops": {
             "landing_files": {"config": {"data_dir": str(data_dir) if data_dir else None}},
             "movielens_dbt_models": {"config": {"full_refresh": full_refresh}},
-        }
+        },
     }
 
 
@@ -91,19 +93,34 @@ def stage_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]
             continue
         if event.event_type == dg.DagsterEventType.STEP_START:
             starts[event.step_key] = entry.timestamp
-        elif event.event_type in (
-            dg.DagsterEventType.STEP_SUCCESS,
-            dg.DagsterEventType.STEP_FAILURE,
-        ) and event.step_key in starts:
+        elif (
+            event.event_type
+            in (
+                dg.DagsterEventType.STEP_SUCCESS,
+                dg.DagsterEventType.STEP_FAILURE,
+            )
+            and event.step_key in starts
+        ):
             seconds[STAGES[event.step_key]] += round(entry.timestamp - starts[event.step_key], 2)
     return seconds
+
+
+def root_cause(failure: dg.DagsterEvent) -> str:
+    """The innermost error message of a step failure (not Dagster's wrapper)."""
+    error = failure.step_failure_data.error
+    if error is None:
+        return "unknown error"
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()
 
 
 def summarize(result: dg.ExecuteInProcessResult, job: dg.JobDefinition) -> Summary:
     """Assets, checks and errors of a finished run."""
     summary = Summary(run_id=result.run_id, success=result.success)
     materialized = {
-        event.asset_key: event.materialization for event in result.get_asset_materialization_events()
+        event.asset_key: event.materialization
+        for event in result.get_asset_materialization_events()
     }
     for key in sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string()):
         materialization = materialized.get(key)
@@ -112,7 +129,11 @@ def summarize(result: dg.ExecuteInProcessResult, job: dg.JobDefinition) -> Summa
             value = materialization.metadata.get("dagster/row_count")
             rows = int(value.value) if value is not None else None
         summary.assets.append(
-            AssetLine(key.to_user_string(), "materialized" if materialization else "not materialized", rows)
+            AssetLine(
+                key.to_user_string(),
+                "materialized" if materialization else "not materialized",
+                rows,
+            )
         )
     evaluations = result.get_asset_check_evaluations()
     failed = sorted(
@@ -124,21 +145,21 @@ def summarize(result: dg.ExecuteInProcessResult, job: dg.JobDefinition) -> Summa
         "passed": sum(1 for evaluation in evaluations if evaluation.passed),
         "failed": len(failed),
         "failed_names": failed,
-        "not_evaluated": max(len(job.asset_layer.asset_graph.asset_check_keys) - len(evaluations), 0),
+        "not_evaluated": max(
+            len(job.asset_layer.asset_graph.asset_check_keys) - len(evaluations), 0
+        ),
     }
     for failure in result.get_step_failure_events():
-        error = failure.step_failure_data.error
-        message = error.message.strip() if error else "unknown error"
-        summary.errors.append(f"step {failure.step_key} failed: {message}")
+        summary.errors.append(f"step {failure.step_key} failed: {root_cause(failure)}")
     return summary
 
 
 def top_movies(settings: Settings, warehouse: Any, limit: int = 10) -> list[dict[str, Any]]:
     """The first rows of ``analyses/movie_analysis.sql``, compiled by dbt and run here."""
-    from movielens_assets.project import movielens_project
+    from movielens_assets.resources import dbt_resource
 
     os.environ.update(warehouse.dbt_env())
-    dbt = DbtCliResource(project_dir=movielens_project, target=settings.target)
+    dbt = dbt_resource(settings)
     invocation = dbt.cli(["compile", "--select", "movie_analysis", "--quiet"], raise_on_error=True)
     invocation.wait()
     compiled = next(invocation.target_path.glob("compiled/**/movie_analysis.sql"))
@@ -156,12 +177,13 @@ def run_pipeline(
     full_refresh: bool = False,
 ) -> Summary:
     """Materialize every asset and evaluate every check in one recorded Dagster run."""
+    prepare_instance(settings)
+    ensure_manifest()
     from movielens_assets.definitions import build_definitions
     from movielens_assets.local_s3 import s3_endpoint
 
-    prepare_instance(settings)
-    ensure_manifest()
-    with s3_endpoint(settings):
+    # Progress (Dagster's and dbt's logs) goes to stderr; stdout carries only the summary.
+    with contextlib.redirect_stdout(sys.stderr), s3_endpoint(settings):
         defs = build_definitions(settings)
         job = defs.resolve_job_def("movielens_pipeline")
         with dg.DagsterInstance.get() as instance:
@@ -172,16 +194,17 @@ def run_pipeline(
             )
             summary = summarize(result, job)
             summary.stages = stage_seconds(instance, result.run_id)
-    if summary.success:
-        warehouse = defs.resources["warehouse"]
-        summary.top_movies = top_movies(settings, warehouse)
+        if summary.success:
+            summary.top_movies = top_movies(settings, defs.resources["warehouse"])
     return summary
 
 
 def format_summary(summary: Summary) -> str:
     """The human-readable summary ``movielens run`` prints."""
     lines = [f"Run {summary.run_id}: {'SUCCESS' if summary.success else 'FAILURE'}", ""]
-    lines.append("Time per stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.stages.items()))
+    lines.append(
+        "Time per stage: " + ", ".join(f"{k} {v:.1f} s" for k, v in summary.stages.items())
+    )
     lines.append("")
     width = max((len(asset.key) for asset in summary.assets), default=10)
     lines.append(f"{'asset':<{width}}  {'status':<16}  {'rows':>12}")
@@ -189,8 +212,11 @@ def format_summary(summary: Summary) -> str:
         rows = f"{asset.rows:,}" if asset.rows is not None else "-"
         lines.append(f"{asset.key:<{width}}  {asset.status:<16}  {rows:>12}")
     checks = summary.checks
-    lines += ["", f"Checks: {checks['passed']} passed, {checks['failed']} failed"
-              + (f", {checks['not_evaluated']} not evaluated" if checks.get("not_evaluated") else "")]
+    lines += [
+        "",
+        f"Checks: {checks['passed']} passed, {checks['failed']} failed"
+        + (f", {checks['not_evaluated']} not evaluated" if checks.get("not_evaluated") else ""),
+    ]
     lines += [f"  FAILED {name}" for name in checks["failed_names"]]
     if summary.errors:
         lines += ["", "Errors:"] + [f"  {error}" for error in summary.errors]

@@ -1,0 +1,1 @@
+"""Assets by pipeline stage: landing (S3), raw (warehouse), dbt."""

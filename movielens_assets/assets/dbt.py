@@ -4,9 +4,8 @@ Every dbt test becomes an asset check on the model it tests (blocking: a failed 
 models downstream of it). dbt sources map onto the ``raw/raw_<dataset>`` assets.
 """
 
-
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -59,8 +58,16 @@ def movielens_dbt_models(
     dbt: DbtCliResource,
     warehouse: Warehouse,
     config: DbtBuildConfig,
-):
+) -> Iterator[Any]:
     """``dbt build`` of the selected models, seed, snapshot and tests."""
     os.environ.update(warehouse.dbt_env())
     args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
-    yield from dbt.cli(args, context=context).stream().fetch_row_counts()
+    invocation = dbt.cli(args, context=context)
+    try:
+        yield from invocation.stream().fetch_row_counts()
+    finally:
+        # Row counts are queried through dbt's adapter in this process; close its connections
+        # so the DuckDB file is not left locked for the next process (dbt compile, a new run).
+        if invocation.adapter is not None:
+            invocation.adapter.cleanup_connections()
+            warehouse.release_dbt_adapter(invocation.adapter)

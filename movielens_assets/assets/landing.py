@@ -5,8 +5,8 @@ assets are how a laptop or CI run puts a local folder there. An object is upload
 does not already hold the same content under its key.
 """
 
-
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -79,7 +79,9 @@ def upload_dataset(s3: LandingBucket, client, files: list[LocalFile]) -> dict[st
     ],
     can_subset=True,
 )
-def landing_files(context: dg.AssetExecutionContext, config: LandingConfig, s3: LandingBucket):
+def landing_files(
+    context: dg.AssetExecutionContext, config: LandingConfig, s3: LandingBucket
+) -> Iterator[dg.MaterializeResult]:
     """Upload each selected dataset's local files to ``s3://<bucket>/<prefix>/<dataset>/``."""
     data_dir = config.resolve()
     local = find_local_files(data_dir)
@@ -87,9 +89,8 @@ def landing_files(context: dg.AssetExecutionContext, config: LandingConfig, s3: 
     s3lib.ensure_bucket(client, s3.bucket)
     selected = [key.path[-1] for key in context.selected_asset_keys]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        results = dict(
-            zip(selected, pool.map(lambda name: upload_dataset(s3, client, local[name]), selected))
-        )
+        uploads = pool.map(lambda name: upload_dataset(s3, client, local[name]), selected)
+        results = dict(zip(selected, uploads, strict=True))
     for name in selected:
         counts = results[name]
         context.log.info(

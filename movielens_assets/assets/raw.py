@@ -4,7 +4,6 @@ The datasets load in parallel threads of one step: on DuckDB only one process ma
 file, and on Snowflake the COPY statements run in the warehouse anyway.
 """
 
-
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
@@ -61,6 +60,7 @@ def build_raw_assets(warehouse_kind: str) -> dg.AssetsDefinition:
         """Load every S3 file of each selected dataset that the ledger does not hold yet."""
         selected = [key.path[-1].removeprefix("raw_") for key in context.selected_asset_keys]
         client = s3.get_client()
+        warehouse.ensure_raw_tables()
 
         def load(dataset: str) -> LoadReport:
             objects = s3.list_dataset(dataset, client)

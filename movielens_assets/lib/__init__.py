@@ -1,0 +1,1 @@
+"""Helpers that define nothing: S3 and local CSV files."""

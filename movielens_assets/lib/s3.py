@@ -101,4 +101,3 @@ def download(s3: Any, bucket: str, key: str, destination: Path) -> int:
             handle.write(chunk)
             written += len(chunk)
     return written
-

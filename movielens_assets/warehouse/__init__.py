@@ -1,0 +1,1 @@
+"""One warehouse interface, two sides: DuckDB (embedded default) and Snowflake."""

@@ -98,6 +98,10 @@ class Warehouse(dg.ConfigurableResource):
         """The engine's name, used as the assets' kind tag (``duckdb`` or ``snowflake``)."""
 
     @abstractmethod
+    def ensure_raw_tables(self) -> None:
+        """Create the RAW schema, its tables and the ledger where missing (never replace)."""
+
+    @abstractmethod
     def load_dataset(
         self,
         dataset: str,
@@ -115,6 +119,9 @@ class Warehouse(dg.ConfigurableResource):
     @abstractmethod
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a read-only query and return its rows."""
+
+    def release_dbt_adapter(self, adapter: Any) -> None:
+        """Let go of whatever dbt's in-process adapter still holds once a dbt step is done."""
 
     @abstractmethod
     def dbt_env(self) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -41,9 +42,7 @@ def raw_table_ddl(dataset: Dataset) -> str:
         f"{quote_identifier(column.name)} {column.duckdb_type}"
         for column in (*dataset.columns, *METADATA_COLUMNS)
     )
-    return (
-        f"create table if not exists {RAW_SCHEMA}.{dataset.raw_table} (\n    {columns}\n)"
-    )
+    return f"create table if not exists {RAW_SCHEMA}.{dataset.raw_table} (\n    {columns}\n)"
 
 
 LEDGER_DDL = f"""
@@ -69,6 +68,32 @@ def read_csv_sql(dataset: Dataset) -> str:
     )
 
 
+def describe_csv_error(message: str) -> tuple[int | None, str | None, str]:
+    """Line, column and a one-line problem statement from a DuckDB CSV error message.
+
+    DuckDB's message also lists the reader's options and generic advice about type detection
+    that does not apply (the types are explicit), so only the facts are kept.
+    """
+    line = re.search(r"CSV Error on Line: (\d+)", message)
+    column = re.search(r'column "([^"]+)"', message) or re.search(r"[Cc]olumn (\w+) ", message)
+    lines = [text.strip() for text in message.splitlines() if text.strip()]
+    original = next((text for text in lines if text.startswith("Original Line:")), None)
+    details = [
+        text
+        for text in lines[1:]
+        if not text.startswith(("Original Line:", "Column ", "This type", "Possible", "*"))
+        and " = " not in text
+    ]
+    problem = details[0] if details else lines[0]
+    if original:
+        problem += f"; the line reads: {original.removeprefix('Original Line:').strip()}"
+    return (
+        int(line.group(1)) if line else None,
+        column.group(1) if column else None,
+        problem,
+    )
+
+
 def first_line(path: Path, key: str) -> str:
     """The header line of a CSV file, gzip or not."""
     opener = gzip.open if key.lower().endswith(".gz") else open
@@ -77,7 +102,8 @@ def first_line(path: Path, key: str) -> str:
             raw = handle.readline(64 * 1024)
     except (OSError, EOFError) as error:
         raise BadFileError(
-            key, f"cannot be read as {'gzip' if opener is gzip.open else 'a file'} ({error})",
+            key,
+            f"cannot be read as {'gzip' if opener is gzip.open else 'a file'} ({error})",
             "Re-export the file; name it .csv.gz only if it is gzip-compressed.",
         ) from error
     return raw.decode("utf-8-sig", errors="replace").rstrip("\r\n")
@@ -141,12 +167,13 @@ class DuckDBWarehouse(Warehouse):
         finally:
             connection.close()
 
-    def ensure_raw_tables(self, connection: duckdb.DuckDBPyConnection) -> None:
+    def ensure_raw_tables(self) -> None:
         """Create the RAW schema, its tables and the ledger if they are missing."""
-        connection.execute(f"create schema if not exists {RAW_SCHEMA}")
-        for dataset in DATASETS.values():
-            connection.execute(raw_table_ddl(dataset))
-        connection.execute(LEDGER_DDL)
+        with self.connect() as connection:
+            connection.execute(f"create schema if not exists {RAW_SCHEMA}")
+            for dataset in DATASETS.values():
+                connection.execute(raw_table_ddl(dataset))
+            connection.execute(LEDGER_DDL)
 
     def ledger(self, connection: duckdb.DuckDBPyConnection, dataset: str) -> set[tuple[str, str]]:
         """The (key, ETag) pairs already loaded for a dataset."""
@@ -168,11 +195,11 @@ class DuckDBWarehouse(Warehouse):
         spec = DATASETS[dataset]
         report = LoadReport(dataset)
         with self.connect() as connection:
-            self.ensure_raw_tables(connection)
             pending = new_objects(objects, self.ledger(connection, dataset))
             report.skipped = [obj.key for obj in objects if obj not in pending]
             for number, obj in enumerate(pending, start=1):
-                log.info(f"{dataset}: loading file {number}/{len(pending)} {obj.key} ({obj.size:,} bytes)")
+                progress = f"{number}/{len(pending)}"
+                log.info(f"{dataset}: loading file {progress} {obj.key} ({obj.size:,} bytes)")
                 loaded = self._load_file(connection, spec, obj, s3, bucket, run_id)
                 report.loaded.append(loaded)
                 log.info(f"{dataset}: {obj.key} loaded {loaded.rows:,} rows")
@@ -211,11 +238,14 @@ class DuckDBWarehouse(Warehouse):
                 cursor.commit()
             except duckdb.Error as error:
                 cursor.rollback()
+                line, column, problem = describe_csv_error(str(error))
                 raise BadFileError(
                     obj.key,
-                    f"is not a valid {dataset.name} CSV: {error}",
-                    "Fix the file and land it again (a new file, or the same key with new "
-                    "content); nothing of this file was loaded.",
+                    problem,
+                    "Nothing of this file was loaded. Fix the file and land it again (a new "
+                    "file, or the same key with new content).",
+                    line=line,
+                    column=column,
                 ) from error
             finally:
                 cursor.close()
@@ -225,6 +255,18 @@ class DuckDBWarehouse(Warehouse):
         """Run a query on a read-only connection."""
         with self.connect(read_only=True) as connection:
             return connection.execute(sql).fetchall()
+
+    def release_dbt_adapter(self, adapter: Any) -> None:
+        """Close the DuckDB instance dbt-duckdb keeps open in this process.
+
+        dagster-dbt fetches row counts through dbt's adapter in the run's process, and
+        dbt-duckdb caches one DuckDB instance per process in a class-level environment that
+        survives ``cleanup_connections()``. Until it is closed the file stays locked, and the
+        next process (``dbt compile``, the next run) cannot open it.
+        """
+        environment = getattr(type(adapter.connections), "_ENV", None)
+        if environment is not None:
+            environment.close()
 
     def dbt_env(self) -> dict[str, str]:
         """dbt's profile reads the file's path from ``MOVIELENS_DUCKDB_PATH``."""
