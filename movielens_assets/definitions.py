@@ -2,19 +2,28 @@
 
 import dagster as dg
 
-from movielens_assets.assets.dbt import movielens_dbt_models
+from movielens_assets.assets.dbt import build_dbt_assets
 from movielens_assets.assets.landing import landing_files
 from movielens_assets.assets.raw import build_raw_assets
-from movielens_assets.jobs import pipeline_job
 from movielens_assets.resources import build_resources
+from movielens_assets.schedules import (
+    daily_schedule,
+    pipeline_job,
+    raw_and_downstream_job,
+    snapshot_job,
+    snapshot_schedule,
+)
+from movielens_assets.sensors import build_s3_landing_sensor
 from movielens_assets.settings import Settings
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything the code location holds, configured for ``settings``."""
     return dg.Definitions(
-        assets=[landing_files, build_raw_assets(settings.warehouse_kind), movielens_dbt_models],
-        jobs=[pipeline_job],
+        assets=[landing_files, build_raw_assets(settings), build_dbt_assets(settings)],
+        jobs=[pipeline_job, raw_and_downstream_job, snapshot_job],
+        schedules=[daily_schedule, snapshot_schedule],
+        sensors=[build_s3_landing_sensor(settings)],
         resources=build_resources(settings),
     )
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+
+import dagster as dg
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (the package is installed in editable mode by ``make``)."""
@@ -21,6 +24,30 @@ TARGETS = ("local", "prod")
 
 class ConfigurationError(ValueError):
     """An environment variable holds a value the project cannot use."""
+
+
+def _hours(env: Mapping[str, str], name: str, default: tuple[float, float]) -> tuple[float, float]:
+    """A ``warn,fail`` pair of hours from ``env[name]``."""
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        warn, fail = (float(part) for part in value.split(","))
+    except ValueError as error:
+        raise ConfigurationError(
+            f"{name}={value!r} must be two numbers of hours, 'warn,fail', e.g. '24,48'."
+        ) from error
+    if not 0 < warn <= fail:
+        raise ConfigurationError(f"{name}={value!r}: need 0 < warn <= fail.")
+    return warn, fail
+
+
+def freshness_policy(hours: tuple[float, float]) -> dg.FreshnessPolicy:
+    """Dagster's time-window freshness policy for a ``(warn, fail)`` pair of hours."""
+    warn, fail = hours
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=fail), warn_window=timedelta(hours=warn)
+    )
 
 
 @dataclass(frozen=True)
@@ -38,6 +65,10 @@ class Settings:
     s3_endpoint: str | None
     """``AWS_ENDPOINT_URL_S3``: an S3-compatible endpoint; unset means AWS (prod) or the
     project's own loopback server (local)."""
+    raw_freshness_hours: tuple[float, float] = (24.0, 48.0)
+    """``MOVIELENS_RAW_FRESHNESS_HOURS`` (``warn,fail``): how old RAW may get."""
+    marts_freshness_hours: tuple[float, float] = (26.0, 50.0)
+    """``MOVIELENS_MARTS_FRESHNESS_HOURS`` (``warn,fail``): how old the marts may get."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -56,6 +87,8 @@ class Settings:
             bucket=env.get("MOVIELENS_S3_BUCKET") or "movielens",
             prefix=(env.get("MOVIELENS_S3_PREFIX") or "landing").strip("/"),
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
+            raw_freshness_hours=_hours(env, "MOVIELENS_RAW_FRESHNESS_HOURS", (24.0, 48.0)),
+            marts_freshness_hours=_hours(env, "MOVIELENS_MARTS_FRESHNESS_HOURS", (26.0, 50.0)),
         )
 
     @property

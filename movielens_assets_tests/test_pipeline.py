@@ -160,7 +160,8 @@ def test_a_row_violating_a_dbt_test_fails_its_check_and_blocks_downstream(tmp_pa
             data / dataset / DATASETS[dataset].grouplens_file,
         )
     (data / "ratings" / "late-batch.csv").write_text(
-        "userId,movieId,rating,timestamp\n1,1,7.0,1537799250\n"
+        # user 611 is not in ratings.csv, so no other row shadows this one in staging
+        "userId,movieId,rating,timestamp\n611,1,7.0,1537799250\n"
     )
     home = tmp_path / "home"
     result = movielens(home, "run", "--data", str(data), "--summary-json", str(tmp_path / "s.json"))

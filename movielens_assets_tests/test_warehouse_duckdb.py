@@ -33,7 +33,9 @@ def table(path: Path, sql: str) -> list[tuple]:
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> DuckDBWarehouse:
-    return DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"), busy_timeout=1)
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb"), busy_timeout=1)
+    warehouse.ensure_raw_tables()
+    return warehouse
 
 
 def test_loading_the_sample_appends_every_csv_row_with_its_source(landing, warehouse):

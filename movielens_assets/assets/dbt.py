@@ -9,10 +9,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from pydantic import Field
 
 from movielens_assets.project import movielens_project
+from movielens_assets.settings import Settings, freshness_policy
 from movielens_assets.warehouse.base import Warehouse
 
 
@@ -26,7 +27,20 @@ class DbtBuildConfig(dg.Config):
 
 
 class MovielensTranslator(DagsterDbtTranslator):
-    """Maps sources onto the RAW assets and groups models by folder."""
+    """Maps sources onto the RAW assets, groups models by folder, sets the marts' freshness."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._marts_freshness = freshness_policy(settings.marts_freshness_hours)
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        """The default spec, plus a freshness policy on the marts."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.group_name == "marts":
+            spec = spec.replace_attributes(freshness_policy=self._marts_freshness)
+        return spec
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
         """``source('raw', 'raw_movies')`` is the ``raw/raw_movies`` asset."""
@@ -48,26 +62,31 @@ class MovielensTranslator(DagsterDbtTranslator):
         return [owner] if owner else ["team:analytics-engineering"]
 
 
-@dbt_assets(
-    manifest=movielens_project.manifest_path,
-    project=movielens_project,
-    dagster_dbt_translator=MovielensTranslator(),
-)
-def movielens_dbt_models(
-    context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
-    warehouse: Warehouse,
-    config: DbtBuildConfig,
-) -> Iterator[Any]:
-    """``dbt build`` of the selected models, seed, snapshot and tests."""
-    os.environ.update(warehouse.dbt_env())
-    args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
-    invocation = dbt.cli(args, context=context)
-    try:
-        yield from invocation.stream().fetch_row_counts()
-    finally:
-        # Row counts are queried through dbt's adapter in this process; close its connections
-        # so the DuckDB file is not left locked for the next process (dbt compile, a new run).
-        if invocation.adapter is not None:
-            invocation.adapter.cleanup_connections()
-            warehouse.release_dbt_adapter(invocation.adapter)
+def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
+    """The dbt project's assets, with the marts' freshness policy."""
+
+    @dbt_assets(
+        manifest=movielens_project.manifest_path,
+        project=movielens_project,
+        dagster_dbt_translator=MovielensTranslator(settings),
+    )
+    def movielens_dbt_models(
+        context: dg.AssetExecutionContext,
+        dbt: DbtCliResource,
+        warehouse: Warehouse,
+        config: DbtBuildConfig,
+    ) -> Iterator[Any]:
+        """``dbt build`` of the selected models, seed, snapshot and tests."""
+        os.environ.update(warehouse.dbt_env())
+        args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+        invocation = dbt.cli(args, context=context)
+        try:
+            yield from invocation.stream().fetch_row_counts()
+        finally:
+            # Row counts are queried through dbt's adapter in this process; let it go of the
+            # warehouse so the next process (dbt compile, the next run) can open it.
+            if invocation.adapter is not None:
+                invocation.adapter.cleanup_connections()
+                warehouse.release_dbt_adapter(invocation.adapter)
+
+    return movielens_dbt_models

@@ -11,6 +11,7 @@ import dagster as dg
 from movielens_assets.assets.landing import landing_key
 from movielens_assets.datasets import DATASETS
 from movielens_assets.resources import LandingBucket
+from movielens_assets.settings import Settings, freshness_policy
 from movielens_assets.warehouse.base import LoadError, LoadReport, Warehouse
 
 
@@ -33,8 +34,8 @@ def raw_metadata(report: LoadReport, uri: str) -> dict[str, object]:
     }
 
 
-def build_raw_assets(warehouse_kind: str) -> dg.AssetsDefinition:
-    """The RAW multi-asset, tagged with the warehouse's kind (duckdb or snowflake)."""
+def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
+    """The RAW multi-asset, tagged with the warehouse's kind, with RAW's freshness policy."""
 
     @dg.multi_asset(
         name="raw_tables",
@@ -47,10 +48,11 @@ def build_raw_assets(warehouse_kind: str) -> dg.AssetsDefinition:
                     "`_source_file` and `_loaded_at`."
                 ),
                 group_name="raw",
-                kinds={warehouse_kind, "table"},
+                kinds={settings.warehouse_kind, "table"},
                 owners=["team:data-engineering"],
                 skippable=True,
                 metadata={"dagster/table_name": f"raw.raw_{name}"},
+                freshness_policy=freshness_policy(settings.raw_freshness_hours),
             )
             for name, dataset in DATASETS.items()
         ],

@@ -1,0 +1,60 @@
+"""The code location as Dagster loads it: keys, groups, kinds, checks and lineage."""
+
+import json
+
+import dagster as dg
+import pytest
+
+from movielens_assets.datasets import DATASETS
+from movielens_assets.definitions import build_definitions
+from movielens_assets.project import movielens_project
+from movielens_assets.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    settings = Settings.from_env({"MOVIELENS_HOME": str(tmp_path_factory.mktemp("home"))})
+    return build_definitions(settings).resolve_asset_graph()
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict:
+    return json.loads(movielens_project.manifest_path.read_text())
+
+
+def test_every_dataset_has_a_landing_and_a_raw_asset_in_its_group(graph):
+    for dataset in DATASETS:
+        landing = graph.get(dg.AssetKey(["s3", dataset]))
+        raw = graph.get(dg.AssetKey(["raw", f"raw_{dataset}"]))
+        assert landing.group_name == "landing" and "s3" in landing.kinds
+        assert raw.group_name == "raw" and "duckdb" in raw.kinds
+        assert raw.parent_keys == {landing.key}
+
+
+def test_dbt_models_are_grouped_by_folder_and_staging_reads_the_raw_assets(graph, manifest):
+    models = {
+        node["name"]: node["fqn"][1]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model" and node["config"]["materialized"] != "ephemeral"
+    }
+    assert {"staging", "dimensions", "facts", "marts"} <= set(models.values())
+    for name, folder in models.items():
+        assert graph.get(dg.AssetKey([name])).group_name == folder
+    assert graph.get(dg.AssetKey(["src_ratings"])).parent_keys == {
+        dg.AssetKey(["raw", "raw_ratings"])
+    }
+    assert graph.get(dg.AssetKey(["seed_movie_release_dates"])).group_name == "seeds"
+    assert graph.get(dg.AssetKey(["snapshots", "snap_tags"])).group_name == "snapshots"
+
+
+def test_every_dbt_test_is_a_blocking_check_on_the_model_it_tests(graph, manifest):
+    tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
+    check_keys = graph.asset_check_keys
+    assert len(check_keys) == len(tests)
+    checks = {key.name: key.asset_key for key in check_keys}
+    assert checks["relevance_score_test"] == dg.AssetKey(["fct_genome_scores"])
+    relationship = next(
+        name for name in checks if name.startswith("relationships_fct_ratings_movie")
+    )
+    assert checks[relationship] == dg.AssetKey(["fct_ratings"])
+    assert all(graph.get_check_spec(key).blocking for key in check_keys)
