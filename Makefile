@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 export DO_NOT_TRACK := 1
+# Tools that call `dbt` by name (dagster-dbt's prepare-and-package) find the venv's.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: run test lint dev bench install install-test manifest clean
 

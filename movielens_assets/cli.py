@@ -78,7 +78,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     prepare_instance(settings)
-    ensure_manifest()
+    ensure_manifest(refresh=True)  # the dev loop: pick up edits to the dbt project
     with s3_endpoint(settings, sync_every=2.0) as endpoint:
         env = {**os.environ, "MOVIELENS_HOME": str(settings.home)}
         workspace = str(PROJECT_ROOT / "workspace.yaml")
@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``movielens`` console script."""
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    # dagster-dbt's manifest preparer runs `dbt` by name: use the one installed beside us.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

@@ -15,16 +15,21 @@ from movielens_assets.schedules import (
 )
 from movielens_assets.sensors import build_s3_landing_sensor
 from movielens_assets.settings import Settings
+from movielens_assets.source_freshness import raw_source_freshness
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Everything the code location holds, configured for ``settings``."""
     return dg.Definitions(
         assets=[landing_files, build_raw_assets(settings), build_dbt_assets(settings)],
+        asset_checks=[raw_source_freshness],
         jobs=[pipeline_job, raw_and_downstream_job, snapshot_job],
         schedules=[daily_schedule, snapshot_schedule],
         sensors=[build_s3_landing_sensor(settings)],
         resources=build_resources(settings),
+        # One process per run: DuckDB admits one writer process, and the stages are
+        # sequential anyway (the RAW step loads datasets in parallel threads).
+        executor=dg.in_process_executor,
     )
 
 

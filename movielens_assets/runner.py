@@ -22,9 +22,13 @@ STAGES = {"landing_files": "landing", "raw_tables": "raw", "movielens_dbt_models
 """Step (op) name -> the stage it is reported under."""
 
 DAGSTER_YAML = """\
-# Written by `movielens`: the Dagster instance of local runs.
+# Written by `movielens` (rewritten on every start): the Dagster instance of local runs.
 telemetry:
   enabled: false
+# DuckDB admits one writer process: runs launched by the sensor and schedules queue up.
+concurrency:
+  runs:
+    max_concurrent_runs: 1
 """
 
 
@@ -55,19 +59,26 @@ class Summary:
 
 
 def prepare_instance(settings: Settings) -> None:
-    """Point ``DAGSTER_HOME`` at ``$MOVIELENS_HOME/dagster`` and create it if needed."""
+    """Point ``DAGSTER_HOME`` at ``$MOVIELENS_HOME/dagster`` and create it if needed.
+
+    The instance's storage is created here, once, so that the webserver and the daemon
+    started together do not race to create the same SQLite tables.
+    """
     settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    (settings.dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
+    with dg.DagsterInstance.get():
+        pass
 
 
-def ensure_manifest() -> Path:
-    """Parse the dbt project if its manifest is missing (never at import time)."""
+def ensure_manifest(refresh: bool = False) -> Path:
+    """Parse the dbt project if its manifest is missing, or always with ``refresh``.
+
+    Never at import time: the ``movielens`` command calls this before loading definitions.
+    """
     from movielens_assets.project import movielens_project
 
-    if not movielens_project.manifest_path.exists():
+    if refresh or not movielens_project.manifest_path.exists():
         movielens_project.preparer.prepare(movielens_project)
     return movielens_project.manifest_path
 

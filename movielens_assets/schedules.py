@@ -11,9 +11,17 @@ pipeline_job = dg.define_asset_job(
     description="Land the files, load RAW, build every dbt model and run every check.",
 )
 
+
+def raw_and_downstream(raw_keys: list[dg.AssetKey]) -> dg.AssetSelection:
+    """RAW assets, everything downstream of them, and what those need besides (the seed,
+    other datasets' RAW and staging), but never the landing uploads."""
+    downstream = dg.AssetSelection.assets(*raw_keys).downstream()
+    return downstream.upstream() - dg.AssetSelection.groups("landing")
+
+
 raw_and_downstream_job = dg.define_asset_job(
     "raw_and_downstream_job",
-    selection=dg.AssetSelection.assets(*(raw_key(name) for name in DATASETS)).downstream(),
+    selection=raw_and_downstream([raw_key(name) for name in DATASETS]),
     description=(
         "Load new S3 files into RAW and rebuild everything downstream: dbt models, checks, "
         "snapshot. The S3 landing sensor runs it restricted to the datasets that changed."

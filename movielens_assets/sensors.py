@@ -20,7 +20,7 @@ from movielens_assets.datasets import DATASETS
 from movielens_assets.lib.cursor import LandingCursor, diff_listing, run_key_for
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.resources import LandingBucket
-from movielens_assets.schedules import raw_and_downstream_job
+from movielens_assets.schedules import raw_and_downstream, raw_and_downstream_job
 from movielens_assets.settings import ConfigurationError, Settings
 
 SENSOR_NAME = "s3_landing_sensor"
@@ -81,7 +81,7 @@ def run_tags(new_by_dataset: Mapping[str, Sequence[S3Object]]) -> dict[str, str]
 def raw_and_downstream_keys(
     context: dg.SensorEvaluationContext, datasets: Sequence[str]
 ) -> list[dg.AssetKey]:
-    """The RAW assets of ``datasets`` and every asset of the job downstream of them.
+    """The RAW assets of ``datasets``, every asset downstream of them and what those need.
 
     A run request's ``asset_selection`` restricts the job to exactly the keys it names, so the
     downstream closure is resolved here, on the code location's asset graph.
@@ -94,7 +94,7 @@ def raw_and_downstream_keys(
             "dg.build_sensor_context(..., definitions=<Definitions holding the sensor>)."
         )
     job = repository.get_job(raw_and_downstream_job.name)
-    selection = dg.AssetSelection.assets(*(raw_key(name) for name in datasets)).downstream()
+    selection = raw_and_downstream([raw_key(name) for name in datasets])
     keys = selection.resolve(job.asset_layer.asset_graph) & job.asset_layer.selected_asset_keys
     return sorted(keys, key=lambda key: key.path)
 

@@ -49,7 +49,7 @@ def test_dbt_models_are_grouped_by_folder_and_staging_reads_the_raw_assets(graph
 
 def test_every_dbt_test_is_a_blocking_check_on_the_model_it_tests(graph, manifest):
     tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
-    check_keys = graph.asset_check_keys
+    check_keys = {key for key in graph.asset_check_keys if key.name != "dbt_source_freshness"}
     assert len(check_keys) == len(tests)
     checks = {key.name: key.asset_key for key in check_keys}
     assert checks["relevance_score_test"] == dg.AssetKey(["fct_genome_scores"])
@@ -58,3 +58,17 @@ def test_every_dbt_test_is_a_blocking_check_on_the_model_it_tests(graph, manifes
     )
     assert checks[relationship] == dg.AssetKey(["fct_ratings"])
     assert all(graph.get_check_spec(key).blocking for key in check_keys)
+
+
+def test_every_raw_asset_reports_dbt_source_freshness_as_a_non_blocking_check(graph):
+    freshness = {key for key in graph.asset_check_keys if key.name == "dbt_source_freshness"}
+    assert {key.asset_key for key in freshness} == {
+        dg.AssetKey(["raw", f"raw_{dataset}"]) for dataset in DATASETS
+    }
+    assert not any(graph.get_check_spec(key).blocking for key in freshness)
+
+
+def test_raw_assets_and_marts_carry_freshness_policies(graph):
+    assert graph.get(dg.AssetKey(["raw", "raw_ratings"])).freshness_policy is not None
+    assert graph.get(dg.AssetKey(["mart_movie_ratings"])).freshness_policy is not None
+    assert graph.get(dg.AssetKey(["fct_ratings"])).freshness_policy is None

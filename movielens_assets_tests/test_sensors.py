@@ -152,16 +152,20 @@ def test_a_missing_bucket_skips_and_keeps_the_cursor(sensor, tmp_path):
     assert result.cursor is None
 
 
-def test_new_files_request_one_run_of_their_raw_assets_and_everything_downstream(sensor):
+def test_new_files_request_one_run_of_their_raw_assets_everything_downstream_and_its_needs(
+    sensor,
+):
     ratings = sensor.put("ratings", "ratings-2024.csv")
     tags = sensor.put("tags", "tags-2024.csv.gz", b"not really gzip")
     sensor.put("tags", "README.txt", b"not a data file")
 
     run = only_run(sensor.tick())
 
+    # raw_movies comes along: movie_analysis, downstream of ratings, also needs it
     assert run.asset_selection == [
         dg.AssetKey(["fct_ratings"]),
         dg.AssetKey(["movie_analysis"]),
+        raw_key("movies"),
         raw_key("ratings"),
         raw_key("tags"),
         dg.AssetKey(["snap_tags"]),
