@@ -129,6 +129,25 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Generate the dbt docs and serve them on 127.0.0.1 until interrupted."""
+    from movielens_assets.project import DBT_PROJECT_DIR
+
+    settings = Settings.from_env()
+    env = {**os.environ, "MOVIELENS_DUCKDB_PATH": str(settings.duckdb_path)}
+    dbt = str(Path(sys.executable).parent / "dbt")
+    common = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    generated = subprocess.run([dbt, "docs", "generate", *common], env=env, check=False)
+    if generated.returncode:
+        return generated.returncode
+    _progress(f"movielens docs: dbt docs on http://127.0.0.1:{args.port}. Ctrl-C stops.")
+    serve = [dbt, "docs", "serve", *common, "--host", "127.0.0.1", "--port", str(args.port)]
+    try:
+        return subprocess.run([*serve, "--no-browser"], env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="movielens", description=__doc__)
@@ -149,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="local S3 + Dagster UI + daemon")
     dev.add_argument("--port", type=int, default=3000, help="UI port on 127.0.0.1")
     dev.set_defaults(handler=cmd_dev)
+
+    docs = commands.add_parser("docs", help="generate and serve the dbt docs on 127.0.0.1")
+    docs.add_argument("--port", type=int, default=8080, help="docs port on 127.0.0.1")
+    docs.set_defaults(handler=cmd_docs)
 
     land = commands.add_parser("land", help="upload files into a dataset's landing folder")
     land.add_argument("files", nargs="+", help="CSV files (.csv or .csv.gz)")

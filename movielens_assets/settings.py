@@ -69,6 +69,8 @@ class Settings:
     """``MOVIELENS_RAW_FRESHNESS_HOURS`` (``warn,fail``): how old RAW may get."""
     marts_freshness_hours: tuple[float, float] = (26.0, 50.0)
     """``MOVIELENS_MARTS_FRESHNESS_HOURS`` (``warn,fail``): how old the marts may get."""
+    dbt_docs_url: str = "http://127.0.0.1:8080"
+    """``MOVIELENS_DBT_DOCS_URL``: where ``movielens docs`` serves the dbt docs (asset links)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +91,7 @@ class Settings:
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             raw_freshness_hours=_hours(env, "MOVIELENS_RAW_FRESHNESS_HOURS", (24.0, 48.0)),
             marts_freshness_hours=_hours(env, "MOVIELENS_MARTS_FRESHNESS_HOURS", (26.0, 50.0)),
+            dbt_docs_url=env.get("MOVIELENS_DBT_DOCS_URL") or "http://127.0.0.1:8080",
         )
 
     @property

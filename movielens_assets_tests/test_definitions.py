@@ -72,3 +72,8 @@ def test_raw_assets_and_marts_carry_freshness_policies(graph):
     assert graph.get(dg.AssetKey(["raw", "raw_ratings"])).freshness_policy is not None
     assert graph.get(dg.AssetKey(["mart_movie_ratings"])).freshness_policy is not None
     assert graph.get(dg.AssetKey(["fct_ratings"])).freshness_policy is None
+
+
+def test_dbt_asset_pages_link_to_the_dbt_docs(graph):
+    link = graph.get(dg.AssetKey(["dim_movies"])).metadata["dbt_docs"]
+    assert link.url == "http://127.0.0.1:8080/#!/model/model.movielens_dbt.dim_movies"

@@ -174,3 +174,43 @@ def test_a_row_violating_a_dbt_test_fails_its_check_and_blocks_downstream(tmp_pa
     assert status["dim_movies"] == "materialized"
     assert status["mart_movie_ratings"] == "not materialized"
     assert query(home, "select count(*) from raw.raw_ratings where rating = 7.0") == [(1,)]
+
+
+def run_metadata(home: Path, run_id: str, *path: str) -> dict:
+    """The metadata an asset's materialization in one run recorded in the Dagster instance."""
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            records = instance.fetch_materializations(dg.AssetKey(list(path)), limit=10).records
+            (record,) = [record for record in records if record.run_id == run_id]
+            return dict(record.asset_materialization.metadata)
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def test_asset_pages_carry_columns_a_rating_chart_and_a_top_movies_preview(first_run):
+    home, summary, _ = first_run
+    ratings = csv_rows(sample_file(home, "ratings"))
+    fct = run_metadata(home, summary["run_id"], "fct_ratings")
+    columns = [column.name for column in fct["dagster/column_schema"].value.columns]
+    assert columns == ["user_id", "movie_id", "rating", "rated_at", "_loaded_at"]
+    chart = fct["rating_distribution"].value
+    for value in sorted({row[2] for row in ratings}, key=float):
+        count = sum(1 for row in ratings if row[2] == value)
+        assert f"| {float(value):.1f} | {count:,} |" in chart
+    assert fct["rows_processed"].value == len(ratings)
+
+    by_movie = defaultdict(list)
+    for _, movie_id, rating, _ in ratings:
+        by_movie[int(movie_id)].append(float(rating))
+    titles = {int(row[0]): row[1].strip() for row in csv_rows(sample_file(home, "movies"))}
+    best = sorted(
+        (-statistics.fmean(values), titles[movie_id])
+        for movie_id, values in by_movie.items()
+        if len(values) > 100
+    )[:10]
+    preview = run_metadata(home, summary["run_id"], "mart_movie_ratings")["top_movies"]
+    titles_shown = [record.data["movie_title"] for record in preview.value.records]
+    assert titles_shown == [title for _, title in best]

@@ -6,14 +6,13 @@ models downstream of it). dbt sources map onto the ``raw/raw_<dataset>`` assets.
 
 import os
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
-from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 from pydantic import Field
 
+from movielens_assets.assets.dbt_metadata import load_watermark, model_metadata, model_relations
 from movielens_assets.project import movielens_project
 from movielens_assets.settings import Settings, freshness_policy
 from movielens_assets.warehouse.base import Warehouse
@@ -34,6 +33,7 @@ class MovielensTranslator(DagsterDbtTranslator):
     def __init__(self, settings: Settings) -> None:
         super().__init__()
         self._marts_freshness = freshness_policy(settings.marts_freshness_hours)
+        self._docs_url = settings.dbt_docs_url.rstrip("/")
 
     def get_asset_spec(
         self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
@@ -58,46 +58,16 @@ class MovielensTranslator(DagsterDbtTranslator):
         fqn = dbt_resource_props["fqn"]
         return fqn[1] if len(fqn) > 2 else "models"
 
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        """dagster-dbt's metadata plus a link to the resource in the dbt docs."""
+        unique_id = dbt_resource_props["unique_id"]
+        page = f"{self._docs_url}/#!/{dbt_resource_props['resource_type']}/{unique_id}"
+        return {**super().get_metadata(dbt_resource_props), "dbt_docs": dg.MetadataValue.url(page)}
+
     def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
         """dbt ``meta.owner`` if set, otherwise the analytics team."""
         owner = dbt_resource_props.get("meta", {}).get("owner")
         return [owner] if owner else ["team:analytics-engineering"]
-
-
-def incremental_relations(context: dg.AssetExecutionContext) -> dict[dg.AssetKey, tuple[str, str]]:
-    """``(schema, table)`` of the selected incremental models, by asset key."""
-    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
-    relations = {}
-    for node in manifest["nodes"].values():
-        if node["resource_type"] != "model" or node["config"].get("materialized") != "incremental":
-            continue
-        key = translator.get_asset_key(node)
-        if key in context.selected_asset_keys:
-            relations[key] = (node["schema"], node["alias"] or node["name"])
-    return relations
-
-
-def load_watermark(warehouse: Warehouse, relation: tuple[str, str]) -> datetime | None:
-    """The newest ``_loaded_at`` of an incremental model; None if it does not exist yet."""
-    schema, table = relation
-    exists = warehouse.query(
-        "select count(*) from information_schema.tables "
-        f"where lower(table_schema) = '{schema.lower()}' and lower(table_name) = '{table.lower()}'"
-    )[0][0]
-    if not exists:
-        return None
-    return warehouse.query(f"select max(_loaded_at) from {schema}.{table}")[0][0]
-
-
-def rows_since(warehouse: Warehouse, relation: tuple[str, str], watermark: datetime | None) -> int:
-    """Rows an incremental run inserted or updated: those loaded after the old watermark."""
-    schema, table = relation
-    where = (
-        f"where _loaded_at > cast('{watermark.isoformat(sep=' ')}' as timestamp)"
-        if watermark
-        else ""
-    )
-    return warehouse.query(f"select count(*) from {schema}.{table} {where}")[0][0]
 
 
 def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
@@ -116,13 +86,17 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
     ) -> Iterator[Any]:
         """``dbt build`` of the selected models, seed, snapshot and tests."""
         os.environ.update(warehouse.dbt_env())
-        incremental = incremental_relations(context)
-        watermarks = {key: load_watermark(warehouse, table) for key, table in incremental.items()}
+        relations = model_relations(context)
+        watermarks = {
+            key: load_watermark(warehouse, relation)
+            for key, relation in relations.items()
+            if relation.incremental
+        }
         args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
         invocation = dbt.cli(args, context=context)
         try:
             # Buffered: on DuckDB, row counts can only be read once dbt has let go of the file.
-            events = list(invocation.stream().fetch_row_counts())
+            events = list(invocation.stream().fetch_row_counts().fetch_column_metadata())
         finally:
             # Row counts are queried through dbt's adapter in this process; let it go of the
             # warehouse so the next process (dbt compile, the next run) can open it.
@@ -135,9 +109,9 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
                 if isinstance(event, dg.Output)
                 else None
             )
-            if key in incremental:
-                processed = rows_since(warehouse, incremental[key], watermarks[key])
-                event = event.with_metadata({**event.metadata, "rows_processed": processed})
+            if key in relations:
+                extra = model_metadata(warehouse, relations[key], watermarks.get(key))
+                event = event.with_metadata({**event.metadata, **extra})
             yield event
 
     return movielens_dbt_models
