@@ -94,8 +94,24 @@ def raw_and_downstream_keys(
             "dg.build_sensor_context(..., definitions=<Definitions holding the sensor>)."
         )
     job = repository.get_job(raw_and_downstream_job.name)
-    selection = raw_and_downstream([raw_key(name) for name in datasets])
-    keys = selection.resolve(job.asset_layer.asset_graph) & job.asset_layer.selected_asset_keys
+    graph = job.asset_layer.asset_graph
+    keys = raw_and_downstream([raw_key(name) for name in datasets]).resolve(graph)
+    # Checks may read other assets too (a relationships test reads the model it points at):
+    # bring those, and what they need, until nothing is missing.
+    while True:
+        needed = {
+            dep.asset_key
+            for check in graph.asset_check_keys
+            if check.asset_key in keys
+            for dep in graph.get_check_spec(check).additional_deps
+        }
+        if needed <= keys:
+            break
+        upstream = dg.AssetSelection.assets(*needed).upstream() - dg.AssetSelection.groups(
+            "landing"
+        )
+        keys |= upstream.resolve(graph)
+    keys &= job.asset_layer.selected_asset_keys
     return sorted(keys, key=lambda key: key.path)
 
 

@@ -16,6 +16,7 @@ from movielens_assets.sensors import (
     MissingCodeLocationError,
     build_s3_landing_sensor,
     raw_and_downstream_job,
+    raw_and_downstream_keys,
     sensor_default_status,
     sensor_interval,
 )
@@ -412,3 +413,37 @@ def test_the_interval_defaults_to_thirty_seconds_and_follows_the_environment():
 def test_a_bad_sensor_setting_names_the_variable(environ):
     with pytest.raises(ConfigurationError, match=next(iter(environ))):
         build_s3_landing_sensor(Settings.from_env({}), environ)
+
+
+def test_a_run_also_builds_what_its_checks_read_when_that_is_elsewhere_in_the_graph(tmp_path):
+    """A relationships test on fct_ratings reads dim_users, built from tags: landing only
+    ratings in a fresh warehouse must still build dim_users, or the test has no table."""
+
+    @dg.asset(key=["dim_users"], deps=[raw_key("tags")])
+    def dim_users() -> None:
+        """Stand-in for the user dimension."""
+
+    @dg.asset_check(asset=fct_ratings, additional_deps=[dim_users])
+    def fct_ratings_users_exist() -> dg.AssetCheckResult:
+        """Stand-in for the relationships test."""
+        return dg.AssetCheckResult(passed=True)
+
+    defs = dg.Definitions(
+        assets=[build_raw_assets(Settings.from_env({})), fct_ratings, dim_users],
+        asset_checks=[fct_ratings_users_exist],
+        jobs=[raw_and_downstream_job],
+        resources={
+            "s3": LandingBucket(bucket="unused", prefix="landing"),
+            "warehouse": DuckDBWarehouse(path=str(tmp_path / "warehouse.duckdb")),
+        },
+    )
+
+    class Context:
+        repository_def = defs.get_repository_def()
+
+    assert raw_and_downstream_keys(Context(), ["ratings"]) == [
+        dg.AssetKey(["dim_users"]),
+        dg.AssetKey(["fct_ratings"]),
+        raw_key("ratings"),
+        raw_key("tags"),
+    ]
