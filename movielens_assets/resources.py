@@ -66,7 +66,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
 
         warehouse = SnowflakeWarehouse.from_env()
     else:
-        warehouse = DuckDBWarehouse(path=str(settings.duckdb_path))
+        warehouse = DuckDBWarehouse.from_env(settings.duckdb_path)
     return {
         "s3": LandingBucket(bucket=settings.bucket, prefix=settings.prefix),
         "warehouse": warehouse,

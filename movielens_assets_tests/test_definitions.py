@@ -5,6 +5,7 @@ import json
 import dagster as dg
 import pytest
 
+from movielens_assets.checks import NO_REJECTED_FILES, ROWS_MATCH_LEDGER
 from movielens_assets.datasets import DATASETS
 from movielens_assets.definitions import build_definitions
 from movielens_assets.project import movielens_project
@@ -49,7 +50,8 @@ def test_dbt_models_are_grouped_by_folder_and_staging_reads_the_raw_assets(graph
 
 def test_every_dbt_test_is_a_blocking_check_on_the_model_it_tests(graph, manifest):
     tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
-    check_keys = {key for key in graph.asset_check_keys if key.name != "dbt_source_freshness"}
+    raw_checks = {"dbt_source_freshness", NO_REJECTED_FILES, ROWS_MATCH_LEDGER}
+    check_keys = {key for key in graph.asset_check_keys if key.name not in raw_checks}
     assert len(check_keys) == len(tests)
     checks = {key.name: key.asset_key for key in check_keys}
     assert checks["relevance_score_test"] == dg.AssetKey(["fct_genome_scores"])
@@ -77,3 +79,10 @@ def test_raw_assets_and_marts_carry_freshness_policies(graph):
 def test_dbt_asset_pages_link_to_the_dbt_docs(graph):
     link = graph.get(dg.AssetKey(["dim_movies"])).metadata["dbt_docs"]
     assert link.url == "http://127.0.0.1:8080/#!/model/model.movielens_dbt.dim_movies"
+
+
+def test_every_raw_asset_has_a_rejection_check_and_a_blocking_ledger_reconciliation(graph):
+    for dataset in DATASETS:
+        asset = dg.AssetKey(["raw", f"raw_{dataset}"])
+        assert not graph.get_check_spec(dg.AssetCheckKey(asset, NO_REJECTED_FILES)).blocking
+        assert graph.get_check_spec(dg.AssetCheckKey(asset, ROWS_MATCH_LEDGER)).blocking

@@ -71,7 +71,9 @@ def test_every_asset_is_materialized_and_every_check_passed(first_run):
     assert {asset["status"] for asset in summary["assets"]} == {"materialized"}
     manifest = json.loads((Path("movielens_dbt") / "target" / "manifest.json").read_text())
     tests = [node for node in manifest["nodes"].values() if node["resource_type"] == "test"]
-    assert summary["checks"]["passed"] == len(tests) > 20
+    # every dbt test, and per RAW asset: source freshness, no_rejected_files, rows_match_ledger
+    assert summary["checks"]["passed"] == len(tests) + 3 * len(DATASETS)
+    assert len(tests) > 20
     assert summary["checks"]["failed"] == 0
     assert set(summary["stages"]) == {"landing", "raw", "dbt"}
     assert all(seconds > 0 for seconds in summary["stages"].values())
@@ -160,20 +162,21 @@ def test_a_row_violating_a_dbt_test_fails_its_check_and_blocks_downstream(tmp_pa
             data / dataset / DATASETS[dataset].grouplens_file,
         )
     (data / "ratings" / "late-batch.csv").write_text(
-        # user 611 is not in ratings.csv, so no other row shadows this one in staging
-        "userId,movieId,rating,timestamp\n611,1,7.0,1537799250\n"
+        # RAW refuses a rating off the star scale, so break a rule only dbt checks: movie
+        # 999999 is in no movies file (user 611 is not in ratings.csv: nothing shadows the row)
+        "userId,movieId,rating,timestamp\n611,999999,4.0,1537799250\n"
     )
     home = tmp_path / "home"
     result = movielens(home, "run", "--data", str(data), "--summary-json", str(tmp_path / "s.json"))
     assert result.returncode != 0
     summary = json.loads((tmp_path / "s.json").read_text())
     failed = summary["checks"]["failed_names"]
-    assert any(name.startswith("fct_ratings:accepted_values_fct_ratings_rating") for name in failed)
-    assert "accepted_values_fct_ratings_rating" in result.stdout
+    assert any(name.startswith("fct_ratings:relationships_fct_ratings_movie_id") for name in failed)
+    assert "relationships_fct_ratings_movie_id" in result.stdout
     status = {asset["key"]: asset["status"] for asset in summary["assets"]}
     assert status["dim_movies"] == "materialized"
     assert status["mart_movie_ratings"] == "not materialized"
-    assert query(home, "select count(*) from raw.raw_ratings where rating = 7.0") == [(1,)]
+    assert query(home, "select count(*) from raw.raw_ratings where movieId = 999999") == [(1,)]
 
 
 def run_metadata(home: Path, run_id: str, *path: str) -> dict:

@@ -10,6 +10,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from pydantic import Field
 
 from movielens_assets.assets.dbt_metadata import load_watermark, model_metadata, model_relations
@@ -94,9 +95,16 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
         }
         args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
         invocation = dbt.cli(args, context=context)
+        # Buffered: on DuckDB, metadata can only be read once dbt has let go of the file. A
+        # failed dbt test raises after the events of everything dbt did: keep those, yield
+        # them, then re-raise, so the run still shows what was built and which checks failed.
+        events: list[Any] = []
+        failure: DagsterDbtCliRuntimeError | None = None
         try:
-            # Buffered: on DuckDB, row counts can only be read once dbt has let go of the file.
-            events = list(invocation.stream().fetch_row_counts().fetch_column_metadata())
+            for event in invocation.stream().fetch_row_counts().fetch_column_metadata():
+                events.append(event)
+        except DagsterDbtCliRuntimeError as error:
+            failure = error
         finally:
             # Row counts are queried through dbt's adapter in this process; let it go of the
             # warehouse so the next process (dbt compile, the next run) can open it.
@@ -113,5 +121,7 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
                 extra = model_metadata(warehouse, relations[key], watermarks.get(key))
                 event = event.with_metadata({**event.metadata, **extra})
             yield event
+        if failure is not None:
+            raise failure
 
     return movielens_dbt_models

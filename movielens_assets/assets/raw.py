@@ -30,6 +30,13 @@ def raw_metadata(report: LoadReport, uri: str) -> dict[str, object]:
         "loaded_files": dg.MetadataValue.json(
             [{"key": item.key, "etag": item.etag, "rows": item.rows} for item in report.loaded]
         ),
+        "files_rejected": len(report.rejected),
+        "rejected_files": dg.MetadataValue.json(
+            [
+                {"key": item.key, "etag": item.etag, "line": item.line, "error": item.error}
+                for item in report.rejected
+            ]
+        ),
         "dagster/row_count": report.table_rows,
     }
 

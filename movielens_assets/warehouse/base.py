@@ -6,21 +6,78 @@ Semantics shared by both sides, modelled on Snowflake's ``COPY INTO``:
 - a ledger table (``raw.load_ledger``) records each loaded file by (S3 key, ETag), so a file
   is loaded at most once (like COPY's load metadata), and an overwritten key with new content
   is a new file;
-- each file loads atomically: its rows and its ledger entry commit together or not at all.
+- each file loads atomically: its rows and its ledger entry commit together or not at all;
+- a file that breaks the CSV dialect, its dataset's types or a value rule (``VALUE_RULES``) is
+  a bad file: nothing of it loads and the ledger does not record it, so it stays retryable.
+  ``on_error`` decides what happens to the rest of the load, like ``COPY``'s ``ON_ERROR``:
+  ``abort`` (the default) stops the load and fails it, ``skip_file`` reports the file in
+  ``LoadReport.rejected`` and goes on with the next one;
+- ``raw.load_rejections`` holds the files the last load of each dataset rejected.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import dagster as dg
 
+from movielens_assets.datasets import DATASETS
 from movielens_assets.lib.s3 import S3Object
+from movielens_assets.settings import ConfigurationError
+
+REJECTIONS_TABLE = "load_rejections"
+"""The RAW-schema table holding the files the last load of each dataset rejected."""
+
+ON_ERROR_MODES = ("abort", "skip_file")
+"""What a load does with a bad file: ``abort`` fails the load (Snowflake's ``ABORT_STATEMENT``),
+``skip_file`` reports the file and loads the others (``SKIP_FILE``)."""
+ON_ERROR_ENV = "MOVIELENS_ON_ERROR"
+"""The variable setting ``on_error`` for every dataset; ``MOVIELENS_ON_ERROR_<DATASET>``
+overrides it for one (e.g. ``MOVIELENS_ON_ERROR_RATINGS=skip_file``)."""
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """A rule every value of one column must follow to be loaded into RAW.
+
+    ``condition`` is SQL valid on DuckDB and Snowflake with ``{column}`` standing for the quoted
+    column; a NULL value breaks the rule (see ``sql``).
+    """
+
+    column: str
+    condition: str
+    expectation: str
+    """What a valid value is, in words, e.g. ``a star rating from 0.5 to 5.0 in steps of 0.5``."""
+
+    def sql(self, quoted_column: str) -> str:
+        """A boolean SQL expression, true exactly for values that follow the rule."""
+        return f"coalesce({self.condition.format(column=quoted_column)}, false)"
+
+
+VALUE_RULES: dict[str, tuple[ValueRule, ...]] = {
+    "ratings": (
+        ValueRule(
+            "rating",
+            "{column} between 0.5 and 5.0 and {column} * 2 = round({column} * 2)",
+            "a star rating from 0.5 to 5.0 in steps of 0.5",
+        ),
+    ),
+    "genome_scores": (
+        ValueRule("relevance", "{column} between 0 and 1", "a relevance between 0 and 1"),
+    ),
+}
+"""The value rules RAW enforces per dataset, beyond the column types.
+
+Only rules about one value that define the dataset belong here: a rating outside the star scale
+or a relevance outside [0, 1] is not MovieLens data, and would skew every average built on it.
+Keys, uniqueness and references between datasets span files and loads, so dbt tests them in
+staging; RAW keeps every row of a valid file as it was landed.
+"""
 
 
 class LoadError(Exception):
@@ -57,6 +114,42 @@ class WarehouseBusyError(LoadError):
     """Another process holds the warehouse and did not release it in time."""
 
 
+def normalize_on_error(value: str, source: str = "on_error") -> str:
+    """``abort`` or ``skip_file`` for a configured value (Snowflake's spellings are accepted).
+
+    Raises ``ConfigurationError`` naming ``source`` (the variable or field) for anything else.
+    """
+    mode = value.strip().lower()
+    mode = {"abort_statement": "abort"}.get(mode, mode)
+    if mode not in ON_ERROR_MODES:
+        raise ConfigurationError(
+            f"{source}={value!r} is not one of {', '.join(ON_ERROR_MODES)}: 'abort' fails the "
+            "load at the first bad file, 'skip_file' reports it and loads the other files."
+        )
+    return mode
+
+
+def on_error_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Each dataset's ``on_error``: ``MOVIELENS_ON_ERROR_<DATASET>``, else ``MOVIELENS_ON_ERROR``.
+
+    Unset means ``abort``. A per-dataset variable naming no dataset is refused, so that a typo
+    does not silently leave a dataset on the default.
+    """
+    default = normalize_on_error(environ.get(ON_ERROR_ENV) or "abort", ON_ERROR_ENV)
+    modes = dict.fromkeys(DATASETS, default)
+    for name, value in environ.items():
+        if not name.startswith(ON_ERROR_ENV + "_") or not value:
+            continue
+        dataset = name.removeprefix(ON_ERROR_ENV + "_").lower()
+        if dataset not in DATASETS:
+            raise ConfigurationError(
+                f"{name} names no dataset; use {ON_ERROR_ENV}_<DATASET> with one of "
+                f"{', '.join(known.upper() for known in DATASETS)}."
+            )
+        modes[dataset] = normalize_on_error(value, name)
+    return modes
+
+
 @dataclass(frozen=True)
 class FileLoad:
     """One file that was loaded into a RAW table."""
@@ -68,6 +161,18 @@ class FileLoad:
     loaded_at: datetime
 
 
+@dataclass(frozen=True)
+class RejectedFile:
+    """A bad file a load did not load: nothing of it is in RAW or in the ledger."""
+
+    key: str
+    etag: str
+    error: str
+    """The ``BadFileError`` message: where, what is wrong, how to fix it."""
+    line: int | None = None
+    column: str | None = None
+
+
 @dataclass
 class LoadReport:
     """What one dataset's load did."""
@@ -75,8 +180,10 @@ class LoadReport:
     dataset: str
     loaded: list[FileLoad] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
-    """Keys already in the ledger with the same ETag."""
+    """Keys already in the ledger with the same ETag (or loaded by a concurrent run)."""
     table_rows: int = 0
+    rejected: list[RejectedFile] = field(default_factory=list)
+    """Bad files this load did not load (``on_error=skip_file``, or the one that aborted it)."""
 
     @property
     def rows_loaded(self) -> int:

@@ -12,17 +12,8 @@ genome_scores as (
 
     select * from {{ ref('src_genome_scores') }}
 
-    {% if is_incremental() %}
-        -- Only what was loaded since the last run (see fct_ratings); a re-scored pair replaces
-        -- its row (unique_key).
-        where _loaded_at > (
-            select
-                coalesce(
-                    max(loaded_so_far._loaded_at), cast('1900-01-01' as timestamp)
-                ) as max_loaded_at
-            from {{ this }} as loaded_so_far
-        )
-    {% endif %}
+    -- New loads only, by load watermark (see the macro); a re-scored pair replaces its row.
+    {{ loaded_since_last_run() }}
 
 ),
 
