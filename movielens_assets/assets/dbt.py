@@ -86,7 +86,7 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
         config: DbtBuildConfig,
     ) -> Iterator[Any]:
         """``dbt build`` of the selected models, seed, snapshot and tests."""
-        os.environ.update(warehouse.dbt_env())
+        os.environ.update(warehouse.dbt_env(context.run_id))
         relations = model_relations(context)
         watermarks = {
             key: load_watermark(warehouse, relation)

@@ -231,5 +231,6 @@ class Warehouse(dg.ConfigurableResource):
         """Let go of whatever dbt's in-process adapter still holds once a dbt step is done."""
 
     @abstractmethod
-    def dbt_env(self) -> dict[str, str]:
-        """Environment variables dbt's profile needs to reach this warehouse."""
+    def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
+        """Environment variables dbt's profile needs to reach this warehouse (``run_id`` tags
+        dbt's queries where the warehouse can attribute them)."""

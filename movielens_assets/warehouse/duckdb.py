@@ -594,7 +594,7 @@ class DuckDBWarehouse(Warehouse):
         if environment is not None:
             environment.close()
 
-    def dbt_env(self) -> dict[str, str]:
+    def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
         """dbt's profile reads the file's path from ``MOVIELENS_DUCKDB_PATH``."""
         return {"MOVIELENS_DUCKDB_PATH": str(Path(self.path).resolve())}
 
