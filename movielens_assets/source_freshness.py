@@ -74,7 +74,7 @@ def raw_source_freshness(
     context: dg.AssetCheckExecutionContext, dbt: DbtCliResource, warehouse: Warehouse
 ) -> Iterator[dg.AssetCheckResult]:
     """Run ``dbt source freshness`` for the selected RAW tables and report each result."""
-    os.environ.update(warehouse.dbt_env(context.run_id))
+    os.environ.update(warehouse.dbt_env(context.run.run_id))
     datasets = [
         key.asset_key.path[-1].removeprefix("raw_") for key in context.selected_asset_check_keys
     ]

@@ -21,6 +21,17 @@ So ``FakesnowWarehouse.run_copy`` copies each object from S3 into an internal st
 ``_LOADED_AT`` with an ``UPDATE``, all inside the loader's transaction. The production
 statement is covered by ``test_snowflake_sql.py``.
 
+``ON_ERROR = SKIP_FILE`` is emulated there too: fakesnow 0.12.1 implements only
+``ABORT_STATEMENT`` (anything else raises ``NotImplementedError``), and a failed statement
+inside a transaction leaves DuckDB's transaction aborted, so the loader's transaction could not
+go on with the next file. Under ``skip_file`` the seam therefore first tries each file's COPY in
+a second session that it rolls back; a file that fails there gets a ``LOAD_FAILED`` result row
+(DuckDB's message as ``first_error``; no line or column, as fakesnow casts the columns after
+reading them as text, so DuckDB's message names neither) and is not copied in the loader's
+transaction, as Snowflake's ``SKIP_FILE`` would do. The loader's own handling of that result
+(rejection, ``RAW.LOAD_REJECTIONS``, no ledger row) and the value-rule check and delete after
+the COPY run unchanged.
+
 Two more work-arounds, also confined to this file:
 
 - the tests' file format leaves out the options fakesnow's COPY does not implement
@@ -36,6 +47,8 @@ import csv
 import gzip
 import io
 import logging
+import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -47,6 +60,7 @@ import snowflake.connector
 from fakesnow.copy_into import ReadCSV
 from sqlglot import exp
 
+from movielens_assets.checks import reconciliation_sql, rejections_sql
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.warehouse.base import BadFileError
@@ -103,11 +117,15 @@ class FakesnowWarehouse(SnowflakeWarehouse):
                     f"put {string_literal('file://' + str(local))} "
                     f"{stage_location(self.stage, folder)} auto_compress = false overwrite = true"
                 )
-                cursor.execute(
+                copy = (
                     f"copy into {table} ({columns}) "
                     f"from {string_literal(stage_location(self.stage, folder) + name)} "
-                    f"{file_format_clause(self.file_format)} {on_error_clause(self.on_error)}"
+                    f"{file_format_clause(self.file_format)} {on_error_clause('abort')}"
                 )
+                if job.on_error == "skip_file" and (failed := self.probe_copy(copy, obj.key)):
+                    results.append(failed)
+                    continue
+                cursor.execute(copy)
                 results.extend(copy_results(cursor))
                 cursor.execute(
                     f'update {table} set "_SOURCE_FILE" = ?, "_LOADED_AT" = ? '
@@ -115,6 +133,24 @@ class FakesnowWarehouse(SnowflakeWarehouse):
                     [obj.key, job.loaded_at],
                 )
         return results
+
+    def probe_copy(self, copy: str, key: str) -> CopyResult | None:
+        """``SKIP_FILE``'s verdict on one file: run its COPY in a session that is rolled back."""
+        with snowflake.connector.connect(database=self.database, schema="RAW") as connection:
+            probe = connection.cursor()
+            probe.execute("begin")
+            try:
+                probe.execute(copy)
+            except snowflake.connector.errors.ProgrammingError as error:
+                message = error.msg or str(error)
+                line = re.search(r"CSV Error on Line: (\d+)", message)
+                first = re.sub(r"^\d{6} \(\w+\): ", "", message.strip().splitlines()[0])
+                return CopyResult(
+                    key, "LOAD_FAILED", 0, 0, 1, first, int(line.group(1)) if line else None
+                )
+            finally:
+                probe.execute("rollback")
+        return None
 
 
 def with_quote_escape(read_expression):
@@ -333,3 +369,140 @@ def test_from_env_keeps_secrets_out_of_the_configuration(monkeypatch):
     assert warehouse.dbt_env("9a") == {
         "DBT_QUERY_TAG": '{"app":"movielens","dagster_run_id":"9a","tool":"dbt"}'
     }
+
+
+@pytest.fixture
+def skip_file_warehouse(fake_snowflake) -> FakesnowWarehouse:
+    """The loader with ``MOVIELENS_ON_ERROR=skip_file``, on the same emulated account."""
+    environ = {**os.environ, "MOVIELENS_ON_ERROR": "skip_file"}
+    with dg.build_resources({"warehouse": FakesnowWarehouse.from_env(environ)}) as resources:
+        resources.warehouse.ensure_raw_tables()
+        yield resources.warehouse
+
+
+def data_rows(data: bytes) -> int:
+    """The data rows of a CSV file, counted by Python's csv module (the header excluded)."""
+    return len(list(csv.reader(io.StringIO(data.decode())))) - 1
+
+
+RATINGS_HEADER = list(DATASETS["ratings"].header)
+
+
+def test_on_error_is_read_per_dataset_from_the_environment(monkeypatch):
+    """No emulator needed: MOVIELENS_ON_ERROR_<DATASET> overrides MOVIELENS_ON_ERROR."""
+    for name, value in SNOWFLAKE_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MOVIELENS_ON_ERROR", "skip_file")
+    monkeypatch.setenv("MOVIELENS_ON_ERROR_MOVIES", "abort_statement")
+    warehouse = SnowflakeWarehouse.from_env()
+    assert [warehouse.on_error_for(name) for name in ("ratings", "movies")] == [
+        "skip_file",
+        "abort",
+    ]
+
+
+def test_skip_file_loads_the_good_files_and_rejects_the_bad_ones(landing, skip_file_warehouse):
+    """Emulator (fakesnow) standing in for Snowflake: ON_ERROR = SKIP_FILE, LOAD_REJECTIONS.
+
+    The unparsable file is judged by the seam's SKIP_FILE emulation (see the module docstring);
+    the header check and everything after the COPY are the loader's own.
+    """
+    good = {
+        "a.csv": csv_bytes([RATINGS_HEADER, ["1", "1", "4.0", "964982703"]]),
+        "c.csv": csv_bytes(
+            [RATINGS_HEADER, *[["2", str(n), "3.5", "964982704"] for n in range(3)]]
+        ),
+    }
+    bad = {
+        "b.csv": csv_bytes([RATINGS_HEADER, ["1", "2", "4.0", "1"], ["1", "3", "four", "2"]]),
+        "d.csv": b"userId,movieId,stars,timestamp\n1,4,4.0,3\n",
+    }
+    keys = {name: land(landing, "ratings", data, name) for name, data in {**good, **bad}.items()}
+
+    report = load(skip_file_warehouse, landing, "ratings")
+
+    assert sorted(item.key for item in report.loaded) == [keys["a.csv"], keys["c.csv"]]
+    assert [(item.key, item.line, item.column) for item in report.rejected] == [
+        (keys["d.csv"], 1, "3"),
+        (keys["b.csv"], None, None),
+    ]
+    assert "four" in report.rejected[1].error and "land it again" in report.rejected[1].error
+    loaded = select('select "_SOURCE_FILE", count(*) from RAW.RAW_RATINGS group by 1 order by 1')
+    assert loaded == [(keys[name], data_rows(data)) for name, data in good.items()]
+    ledger = select('select "S3_KEY", "ROWS_LOADED" from RAW.LOAD_LEDGER order by 1')
+    assert ledger == loaded
+    rejections = skip_file_warehouse.query(rejections_sql("ratings"))
+    assert [(row[0], row[3], row[4], row[5], row[6]) for row in rejections] == [
+        (keys["b.csv"], None, None, "skip_file", "run-1"),
+        (keys["d.csv"], 1, "3", "skip_file", "run-1"),
+    ]
+    etags = {obj.key: obj.etag for obj in landing.list_dataset("ratings", landing.get_client())}
+    assert [row[1] for row in rejections] == [etags[keys["b.csv"]], etags[keys["d.csv"]]]
+    reconciliation = skip_file_warehouse.query(reconciliation_sql("ratings"))
+    assert [(key, ledger_rows) for key, ledger_rows, _ in reconciliation] == loaded
+    assert all(in_ledger == in_table for _, in_ledger, in_table in reconciliation)
+
+
+def test_an_out_of_range_rating_aborts_or_is_skipped_and_loads_once_fixed(
+    landing, warehouse, skip_file_warehouse
+):
+    """Emulator (fakesnow) standing in for Snowflake: VALUE_RULES inside the COPY's transaction.
+
+    Snowflake keeps no line number with a loaded row, so the error names the column and the
+    rule but no line.
+    """
+    good = csv_bytes([RATINGS_HEADER, ["1", "1", "4.0", "964982703"], ["1", "2", "0.5", "5"]])
+    broken_rows = [["2", "1", "7.5", "1"], ["2", "2", "3.0", "2"], ["2", "3", "-1", "3"]]
+    broken = csv_bytes([RATINGS_HEADER, *broken_rows])
+    good_key = land(landing, "ratings", good, "a.csv")
+    bad_key = land(landing, "ratings", broken, "b.csv")
+
+    with pytest.raises(BadFileError) as raised:
+        load(warehouse, landing, "ratings")
+    assert (raised.value.key, raised.value.line, raised.value.column) == (bad_key, None, "rating")
+    assert "must be a star rating from 0.5 to 5.0 in steps of 0.5 (2 rows break" in str(
+        raised.value
+    )
+    assert select("select count(*) from RAW.RAW_RATINGS") == [(0,)]
+    assert select("select count(*) from RAW.LOAD_LEDGER") == [(0,)]
+    assert [row[:1] + row[5:6] for row in warehouse.query(rejections_sql("ratings"))] == [
+        (bad_key, "abort")
+    ]
+
+    skipped = load(skip_file_warehouse, landing, "ratings", run_id="run-2")
+    assert [item.key for item in skipped.loaded] == [good_key]
+    assert [(item.key, item.column) for item in skipped.rejected] == [(bad_key, "rating")]
+    assert select('select "_SOURCE_FILE", count(*) from RAW.RAW_RATINGS group by 1') == [
+        (good_key, data_rows(good))
+    ]
+    assert select('select "S3_KEY", "ROWS_LOADED" from RAW.LOAD_LEDGER') == [
+        (good_key, data_rows(good))
+    ]
+    assert [row[:1] + row[5:7] for row in warehouse.query(rejections_sql("ratings"))] == [
+        (bad_key, "skip_file", "run-2")
+    ]
+
+    broken_rows[0][2], broken_rows[2][2] = "5.0", "1.5"
+    fixed = csv_bytes([RATINGS_HEADER, *broken_rows])
+    land(landing, "ratings", fixed, "b.csv")
+    again = load(warehouse, landing, "ratings", run_id="run-3")
+    assert [item.key for item in again.loaded] == [bad_key] and again.rejected == []
+    assert select('select "_SOURCE_FILE", count(*) from RAW.RAW_RATINGS group by 1 order by 1') == [
+        (good_key, data_rows(good)),
+        (bad_key, data_rows(fixed)),
+    ]
+    assert warehouse.query(rejections_sql("ratings")) == []
+    reconciliation = warehouse.query(reconciliation_sql("ratings"))
+    assert all(in_ledger == in_table for _, in_ledger, in_table in reconciliation)
+
+
+def test_a_relevance_outside_zero_to_one_is_rejected_under_skip_file(landing, skip_file_warehouse):
+    """Emulator (fakesnow) standing in for Snowflake: the genome_scores rule, rows removed."""
+    header = list(DATASETS["genome_scores"].header)
+    good_key = land(landing, "genome_scores", csv_bytes([header, ["1", "1", "0.25"]]), "a.csv")
+    bad_key = land(landing, "genome_scores", csv_bytes([header, ["1", "2", "1.5"]]), "b.csv")
+    report = load(skip_file_warehouse, landing, "genome_scores")
+    assert [item.key for item in report.loaded] == [good_key]
+    assert [item.key for item in report.rejected] == [bad_key]
+    assert "relevance is 1.5, but must be a relevance between 0 and 1" in report.rejected[0].error
+    assert select('select "_SOURCE_FILE" from RAW.RAW_GENOME_SCORES') == [(good_key,)]

@@ -16,11 +16,12 @@ from sqlglot import exp
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.settings import ConfigurationError
-from movielens_assets.warehouse.base import BadFileError
+from movielens_assets.warehouse.base import VALUE_RULES, BadFileError
 from movielens_assets.warehouse.snowflake import (
     DEFAULT_STAGE,
     LEDGER_DDL,
     MAX_FILES_PER_COPY,
+    REJECTIONS_DDL,
     CopyResult,
     SnowflakeWarehouse,
     copy_error,
@@ -29,6 +30,7 @@ from movielens_assets.warehouse.snowflake import (
     create_file_format_sql,
     create_stage_sql,
     create_storage_integration_sql,
+    failed_file_error,
     files_clause,
     match_file,
     object_name,
@@ -36,6 +38,9 @@ from movielens_assets.warehouse.snowflake import (
     parse_copy_error,
     query_tag,
     raw_table_ddl,
+    rule_breaks_sql,
+    rule_example_sql,
+    rule_violation,
     stage_location,
     string_literal,
     unreported,
@@ -233,6 +238,7 @@ def test_setup_sql_holds_exactly_the_objects_the_loader_renders():
         create_stage_sql(DEFAULT_STAGE, location, "MOVIELENS_S3"),
         *(raw_table_ddl(dataset) for dataset in DATASETS.values()),
         LEDGER_DDL,
+        REJECTIONS_DDL,
     ]
     for statement in rendered:
         assert normalised(statement) + ";" in setup
@@ -267,6 +273,8 @@ def test_setup_sql_grants_each_role_only_what_it_needs():
     assert "grant ownership on schema movielens.dev to role transform copy current grants;" in (
         transform
     )
+    deletes = [grant for grant in loader if grant.startswith("grant delete")]
+    assert deletes == ["grant delete on table movielens.raw.load_rejections to role loader;"]
     reporter = grants_to("reporter")
     assert not any(word in grant for grant in reporter for word in (".raw", "ownership", "insert"))
     assert "grant select on future views in schema movielens.dev to role reporter;" in reporter
@@ -306,7 +314,8 @@ def test_an_aborted_copy_becomes_a_bad_file_error_with_a_hint():
     assert bad.key == "landing/ratings/ratings-2024.csv"
     assert (bad.line, bad.column) == (3, "$3 (field 3), character 9")
     assert "Numeric value 'four' is not recognized" in str(bad)
-    assert "validate(RAW.RAW_RATINGS, job_id => '01b2-query')" in str(bad)
+    # VALIDATE() does not support a COPY with a transformation, so the hint names the query.
+    assert "Snowflake query id: 01b2-query." in str(bad) and "validate(" not in str(bad)
 
 
 def test_copy_results_are_matched_to_their_s3_objects():
@@ -380,3 +389,75 @@ def test_sessions_send_the_tag_and_endpoint_overrides_at_login():
         "MOVIELENS",
         "qmark",
     )
+
+
+def test_the_rejections_table_has_the_columns_the_checks_read():
+    assert REJECTIONS_DDL.startswith("create table if not exists RAW.LOAD_REJECTIONS (")
+    columns = re.findall(r'^    "(\w+)"', REJECTIONS_DDL, re.MULTILINE)
+    assert columns == [
+        "DATASET",
+        "S3_KEY",
+        "ETAG",
+        "ERROR",
+        "LINE",
+        "COLUMN_NAME",
+        "ON_ERROR",
+        "RUN_ID",
+        "REJECTED_AT",
+    ]
+
+
+def test_value_rules_are_checked_per_file_on_the_rows_of_one_copy_with_keys_bound():
+    sql = rule_breaks_sql(DATASETS["ratings"], 2)
+    assert sql == (
+        'select "_SOURCE_FILE", sum(case when coalesce("RATING" between 0.5 and 5.0 and '
+        '"RATING" * 2 = round("RATING" * 2), false) then 0 else 1 end)\n'
+        "from RAW.RAW_RATINGS\n"
+        'where "_LOADED_AT" = ? and "_SOURCE_FILE" in (?, ?)\n'
+        '    and not (coalesce("RATING" between 0.5 and 5.0 and "RATING" * 2 = '
+        'round("RATING" * 2), false))\n'
+        'group by "_SOURCE_FILE"'
+    )
+    example = rule_example_sql(DATASETS["genome_scores"], VALUE_RULES["genome_scores"][0])
+    assert example == (
+        'select "MOVIEID", "TAGID", "RELEVANCE"\n'
+        "from RAW.RAW_GENOME_SCORES\n"
+        'where "_LOADED_AT" = ? and "_SOURCE_FILE" = ?\n'
+        '    and not (coalesce("RELEVANCE" between 0 and 1, false))\n'
+        "limit 1"
+    )
+    for statement in (sql, example):
+        assert isinstance(parse_one(statement), exp.Select)
+
+
+def test_a_rule_violation_names_the_key_column_rule_and_a_hint_but_no_line():
+    rule = VALUE_RULES["ratings"][0]
+    error = rule_violation(
+        DATASETS["ratings"], rule, "landing/ratings/r.csv", 3, (1, 2, 7.5, 964982703)
+    )
+    assert (error.key, error.line, error.column) == ("landing/ratings/r.csv", None, "rating")
+    assert str(error) == (
+        "landing/ratings/r.csv, column rating: rating is 7.5, but must be a star rating from "
+        "0.5 to 5.0 in steps of 0.5 (3 rows break this rule; this is one of them); the row "
+        "reads: 1,2,7.5,964982703. RAW only takes valid ratings: correct or drop the rows that "
+        "break the rule. Nothing of this file was loaded. Fix the file and land it again (a new "
+        "file, or the same key with new content)."
+    )
+
+
+def test_a_file_a_skip_file_copy_failed_is_reported_with_snowflakes_first_error():
+    obj = S3Object("landing/ratings/bad.csv", "e9", 10)
+    result = CopyResult(
+        "s3://b/landing/ratings/bad.csv",
+        "LOAD_FAILED",
+        2,
+        0,
+        1,
+        "Numeric value 'four' is not recognized",
+        3,
+        '"RAW_RATINGS"["$3":3]',
+    )
+    error = failed_file_error(result, obj, DATASETS["ratings"], "01b3-query")
+    assert (error.key, error.line, error.column) == (obj.key, 3, "$3 (field 3)")
+    assert "is not a valid ratings CSV: Numeric value 'four' is not recognized" in str(error)
+    assert str(error).endswith("Snowflake query id: 01b3-query.")

@@ -174,6 +174,20 @@ create table if not exists RAW.LOAD_LEDGER (
     primary key ("S3_KEY", "ETAG")
 );
 
+-- The files the last load of each dataset rejected (a bad file under on_error abort or
+-- skip_file); each load replaces its dataset's rows. The no_rejected_files check reads it.
+create table if not exists RAW.LOAD_REJECTIONS (
+    "DATASET" varchar not null,
+    "S3_KEY" varchar not null,
+    "ETAG" varchar not null,
+    "ERROR" varchar not null,
+    "LINE" number(38,0),
+    "COLUMN_NAME" varchar,
+    "ON_ERROR" varchar not null,
+    "RUN_ID" varchar,
+    "REJECTED_AT" timestamp_ntz not null
+);
+
 
 -- 5. Privileges (SECURITYADMIN) ---------------------------------------------------------------
 use role securityadmin;
@@ -187,14 +201,17 @@ grant usage on database MOVIELENS to role TRANSFORM;
 grant usage on database MOVIELENS to role REPORTER;
 
 -- LOADER: RAW only. It reads the ledger, appends rows, and may create a RAW table that is
--- missing; it reads S3 only through the stage (usage on the integration is not needed for COPY,
--- so it is not granted). Nothing on DEV or SNAPSHOTS.
+-- missing; it deletes only its rejections; it reads S3 only through the stage (usage on the
+-- integration is not needed for COPY, so it is not granted). Nothing on DEV or SNAPSHOTS.
 grant usage on schema MOVIELENS.RAW to role LOADER;
 grant create table on schema MOVIELENS.RAW to role LOADER;
 grant select, insert on all tables in schema MOVIELENS.RAW to role LOADER;
 grant select, insert on future tables in schema MOVIELENS.RAW to role LOADER;
 grant usage on stage MOVIELENS.RAW.MOVIELENS_LANDING to role LOADER;
 grant usage on file format MOVIELENS.RAW.MOVIELENS_CSV to role LOADER;
+-- Delete only on LOAD_REJECTIONS: each load replaces its dataset's rows there. RAW tables and
+-- the ledger stay append-only (a file breaking a value rule is rolled back, not deleted).
+grant delete on table MOVIELENS.RAW.LOAD_REJECTIONS to role LOADER;
 
 -- TRANSFORM: reads RAW, owns DEV and SNAPSHOTS (dbt creates, replaces and drops its relations
 -- there, including the temporary tables of incremental models and snapshots).

@@ -8,9 +8,23 @@ Snowflake reads the files from S3 itself, through a stage that uses a storage in
 2. checks each new file's header with a ranged GET of its first bytes (``SKIP_HEADER = 1``
    would otherwise skip a wrong header silently);
 3. runs, in one transaction per batch of at most 1,000 files, a ``COPY INTO`` whose ``FILES``
-   list names exactly those files, with ``ON_ERROR = ABORT_STATEMENT`` by default, and records
-   one ledger row per loaded file. A bad row aborts the statement: nothing of the batch is
-   loaded, the ledger is unchanged, and a ``BadFileError`` names the file, line and column.
+   list names exactly those files, checks the dataset's value rules (``VALUE_RULES``) on the
+   rows the COPY appended, and records one ledger row per loaded file.
+
+A bad file (an empty file, a wrong header, a row Snowflake cannot parse, a value breaking a
+rule) is handled by the dataset's ``on_error``, as on DuckDB:
+
+- ``abort`` (``ON_ERROR = ABORT_STATEMENT``): the transaction rolls back, so nothing of the
+  batch is loaded and the ledger is unchanged, and a ``BadFileError`` names the file, line and
+  column;
+- ``skip_file`` (``ON_ERROR = SKIP_FILE``): the other files load; a file the COPY reports as not
+  ``LOADED``, or whose rows break a value rule, is reported in ``LoadReport.rejected`` and never
+  reaches the ledger. A rule breaker's rows are removed by rolling the transaction back and
+  running the COPY again without it, not by a DELETE: RAW stays append-only for the loader, and
+  Snowflake's load metadata never records the rejected file, so it can be landed again.
+
+Either way ``RAW.LOAD_REJECTIONS`` is replaced with the dataset's rejected files at the end of
+each load, the table ``checks.py`` reads on both warehouses.
 
 Snowflake's own load metadata (64 days) is the second guard: a file it already loaded comes back
 as ``LOAD_SKIPPED`` and is not loaded twice. RAW tables are only ever created with
@@ -23,6 +37,7 @@ part of the COPY statement's text), everywhere else they are bound parameters.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -30,30 +45,38 @@ import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 from dagster_snowflake import SnowflakeResource
 from pydantic import Field
+from snowflake.connector.errors import Error as SnowflakeError
 from snowflake.connector.errors import ProgrammingError
 
 from movielens_assets.datasets import DATASETS, METADATA_COLUMNS, Dataset
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.settings import ConfigurationError, Settings
 from movielens_assets.warehouse.base import (
+    REJECTIONS_TABLE,
+    VALUE_RULES,
     BadFileError,
     FileLoad,
     LoadError,
     LoadReport,
+    RejectedFile,
+    ValueRule,
     Warehouse,
     new_objects,
+    normalize_on_error,
+    on_error_from_env,
 )
-from movielens_assets.warehouse.duckdb import check_header
+from movielens_assets.warehouse.duckdb import RELOAD_HINT, check_header, shown
 
 RAW_SCHEMA = "RAW"
 LEDGER = f"{RAW_SCHEMA}.LOAD_LEDGER"
+REJECTIONS = f"{RAW_SCHEMA}.{REJECTIONS_TABLE.upper()}"
 DEFAULT_STAGE = f"{RAW_SCHEMA}.MOVIELENS_LANDING"
 DEFAULT_FILE_FORMAT = f"{RAW_SCHEMA}.MOVIELENS_CSV"
 DEFAULT_DATABASE = "MOVIELENS"
@@ -228,6 +251,59 @@ LEDGER_DDL = f"""create table if not exists {LEDGER} (
 ``raw.load_ledger``. Snowflake does not enforce the key; the loader never inserts a pair twice."""
 
 
+REJECTIONS_DDL = f"""create table if not exists {REJECTIONS} (
+    "DATASET" varchar not null,
+    "S3_KEY" varchar not null,
+    "ETAG" varchar not null,
+    "ERROR" varchar not null,
+    "LINE" number(38,0),
+    "COLUMN_NAME" varchar,
+    "ON_ERROR" varchar not null,
+    "RUN_ID" varchar,
+    "REJECTED_AT" timestamp_ntz not null
+)"""
+"""The files the last load of each dataset rejected, the same columns as DuckDB's
+``raw.load_rejections``; each load replaces its dataset's rows."""
+
+
+def rules_sql(rules: Sequence[ValueRule]) -> str:
+    """One boolean expression: true when a row follows every rule."""
+    return " and ".join(rule.sql(quote_identifier(rule.column)) for rule in rules)
+
+
+def rule_breaks_sql(dataset: Dataset, key_count: int) -> str:
+    """Per S3 key, the rows one COPY appended that break each value rule (one count per rule).
+
+    Parameters: the COPY's ``_LOADED_AT``, then ``key_count`` S3 keys; only keys with at least
+    one breaking row come back.
+    """
+    rules = VALUE_RULES[dataset.name]
+    counts = ", ".join(
+        f"sum(case when {rule.sql(quote_identifier(rule.column))} then 0 else 1 end)"
+        for rule in rules
+    )
+    keys = ", ".join("?" for _ in range(key_count))
+    return (
+        f'select "_SOURCE_FILE", {counts}\n'
+        f"from {raw_table_name(dataset)}\n"
+        f'where "_LOADED_AT" = ? and "_SOURCE_FILE" in ({keys})\n'
+        f"    and not ({rules_sql(rules)})\n"
+        f'group by "_SOURCE_FILE"'
+    )
+
+
+def rule_example_sql(dataset: Dataset, rule: ValueRule) -> str:
+    """One row of a file (``_LOADED_AT``, S3 key as parameters) that breaks ``rule``."""
+    columns = ", ".join(quote_identifier(column.name) for column in dataset.columns)
+    return (
+        f"select {columns}\n"
+        f"from {raw_table_name(dataset)}\n"
+        f'where "_LOADED_AT" = ? and "_SOURCE_FILE" = ?\n'
+        f"    and not ({rule.sql(quote_identifier(rule.column))})\n"
+        "limit 1"
+    )
+
+
 def timestamp_literal(moment: datetime) -> str:
     """``to_timestamp_ntz('2024-05-01 12:00:00.000000')`` for a naive UTC datetime."""
     return f"to_timestamp_ntz({string_literal(moment.strftime('%Y-%m-%d %H:%M:%S.%f'))})"
@@ -373,6 +449,7 @@ class CopyErrorDetail:
 
 _FILE_LINE = re.compile(r"File '(?P<file>.*)', line (?P<line>\d+), character (?P<char>\d+)")
 _ROW_COLUMN = re.compile(r'Row \d+, column "[^"]*"\["?(?P<column>[^":]*)"?:(?P<position>\d+)\]')
+_COLUMN_REF = re.compile(r'\["?(?P<column>[^":]*)"?:(?P<position>\d+)\]$')
 
 
 def parse_copy_error(message: str) -> CopyErrorDetail:
@@ -413,16 +490,61 @@ def copy_error(error: ProgrammingError, objects: Sequence[S3Object], dataset: Da
         "again (a new file, or the same key with new content)."
     )
     if error.sfqid:
-        hint += (
-            f" select * from table(validate({raw_table_name(dataset)}, job_id => "
-            f"'{error.sfqid}')) lists every rejected row."
-        )
+        # VALIDATE() does not support a COPY with a transformation (ours sets _SOURCE_FILE).
+        hint += f" Snowflake query id: {error.sfqid}."
     return BadFileError(
         key,
         f"is not a valid {dataset.name} CSV: {detail.problem}",
         hint,
         line=detail.line,
         column=column,
+    )
+
+
+def failed_file_error(
+    result: CopyResult, obj: S3Object, dataset: Dataset, query_id: str | None = None
+) -> BadFileError:
+    """The ``BadFileError`` of a file a ``SKIP_FILE`` COPY did not load, from its result row."""
+    hint = RELOAD_HINT
+    if query_id:
+        hint += f" Snowflake query id: {query_id}."
+    problem = result.first_error or f"COPY reported it {result.status}"
+    column = result.first_error_column
+    if column and (reference := _COLUMN_REF.search(column)):
+        column = f"{reference.group('column')} (field {reference.group('position')})"
+    return BadFileError(
+        obj.key,
+        f"is not a valid {dataset.name} CSV: {problem}",
+        hint,
+        line=result.first_error_line,
+        column=column,
+    )
+
+
+def rule_violation(
+    dataset: Dataset,
+    rule: ValueRule,
+    key: str,
+    broken: int,
+    example: Sequence[Any] | None,
+) -> BadFileError:
+    """A ``BadFileError`` for a file with ``broken`` rows breaking ``rule``, quoting one.
+
+    Snowflake keeps no line number with a loaded row, so the error names no line; the row it
+    quotes is one of the breaking rows, not necessarily the first.
+    """
+    values = dict(zip(dataset.header, example or (), strict=False))
+    value = values.get(rule.column)
+    others = f" ({broken:,} rows break this rule; this is one of them)" if broken > 1 else ""
+    row = ",".join("" if item is None else str(item) for item in values.values())
+    reads = f"; the row reads: {shown(row)}" if example else ""
+    return BadFileError(
+        key,
+        f"{rule.column} is {'empty' if value is None else value}, but must be "
+        f"{rule.expectation}{others}{reads}",
+        f"RAW only takes valid {dataset.name}: correct or drop the rows that break the rule. "
+        + RELOAD_HINT,
+        column=rule.column,
     )
 
 
@@ -457,11 +579,56 @@ class CopyJob:
     loaded_at: datetime
     s3: Any
     bucket: str
+    on_error: str = "abort"
+    """``abort`` or ``skip_file``: the COPY's ``ON_ERROR``."""
+
+
+@dataclass
+class BatchOutcome:
+    """What one COPY's transaction did with its files."""
+
+    loaded: list[FileLoad] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    rejected: list[tuple[S3Object, BadFileError]] = field(default_factory=list)
 
 
 def _batches(items: Sequence[S3Object], size: int) -> Iterator[list[S3Object]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+def check_object(dataset: Dataset, obj: S3Object, s3: Any, bucket: str) -> None:
+    """Raise ``BadFileError`` for an empty object or a wrong header, before any COPY.
+
+    ``SKIP_HEADER = 1`` would otherwise skip a wrong header silently.
+    """
+    if obj.size == 0:
+        raise BadFileError(
+            obj.key,
+            "is empty (0 bytes)",
+            f"A {dataset.name} file must start with the header line "
+            f"{','.join(dataset.header)!r}. {RELOAD_HINT}",
+        )
+    check_header(dataset, obj.key, object_header(s3, bucket, obj.key))
+
+
+def rejected_file(obj: S3Object, error: BadFileError) -> RejectedFile:
+    """The ``LoadReport.rejected`` entry of a bad file."""
+    return RejectedFile(obj.key, obj.etag, str(error), error.line, error.column)
+
+
+def reject(
+    report: LoadReport,
+    obj: S3Object,
+    error: BadFileError,
+    on_error: str,
+    log: logging.Logger | Any,
+) -> None:
+    """Report a bad file; under ``abort`` also raise its error (it is recorded first)."""
+    report.rejected.append(rejected_file(obj, error))
+    if on_error == "abort":
+        raise error
+    log.warning(f"{report.dataset}: rejected (on_error=skip_file): {error}")
 
 
 class SnowflakeWarehouse(Warehouse):
@@ -512,7 +679,14 @@ class SnowflakeWarehouse(Warehouse):
     )
     on_error: str = Field(
         default="abort",
-        description="'abort' (ON_ERROR = ABORT_STATEMENT) or 'skip_file' (SKIP_FILE).",
+        description=(
+            "What a load does with a bad file: 'abort' (ON_ERROR = ABORT_STATEMENT) fails the "
+            "load, 'skip_file' (SKIP_FILE) reports it and loads the others (MOVIELENS_ON_ERROR)."
+        ),
+    )
+    on_error_by_dataset: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-dataset overrides of on_error (MOVIELENS_ON_ERROR_<DATASET>).",
     )
 
     @classmethod
@@ -557,6 +731,7 @@ class SnowflakeWarehouse(Warehouse):
             protocol=env.get("SNOWFLAKE_PROTOCOL") or None,
             stage=env.get("MOVIELENS_SNOWFLAKE_STAGE") or DEFAULT_STAGE,
             stage_key_prefix=stage_prefix.lstrip("/"),
+            on_error_by_dataset=on_error_from_env(env),
             **auth,
         )
 
@@ -564,6 +739,12 @@ class SnowflakeWarehouse(Warehouse):
     def kind(self) -> str:
         """The asset kind of tables in this warehouse."""
         return "snowflake"
+
+    def on_error_for(self, dataset: str) -> str:
+        """``abort`` or ``skip_file`` for one dataset."""
+        if dataset in self.on_error_by_dataset:
+            return normalize_on_error(self.on_error_by_dataset[dataset], f"on_error[{dataset}]")
+        return normalize_on_error(self.on_error)
 
     def snowflake_resource(self, tag: str) -> SnowflakeResource:
         """dagster-snowflake's resource for one session tagged ``tag``.
@@ -600,11 +781,12 @@ class SnowflakeWarehouse(Warehouse):
                 cursor.close()
 
     def ensure_raw_tables(self) -> None:
-        """Create the RAW tables and the ledger where missing (setup.sql creates them too)."""
+        """Create the RAW tables, the ledger and the rejections where missing (as setup.sql)."""
         with self.session(query_tag(None, "raw", tool="dagster")) as cursor:
             for dataset in DATASETS.values():
                 cursor.execute(raw_table_ddl(dataset))
             cursor.execute(LEDGER_DDL)
+            cursor.execute(REJECTIONS_DDL)
 
     def ledger(self, cursor: Any, dataset: str) -> set[tuple[str, str]]:
         """The (key, ETag) pairs already loaded for a dataset."""
@@ -634,43 +816,103 @@ class SnowflakeWarehouse(Warehouse):
         run_id: str,
         log: logging.Logger | Any,
     ) -> SnowflakeLoadReport:
-        """COPY the dataset's new objects, at most 1,000 files per statement and transaction."""
+        """COPY the dataset's new objects, at most 1,000 files per statement and transaction.
+
+        A bad file raises ``BadFileError`` (``on_error=abort``; nothing of its batch loads) or
+        is reported in ``LoadReport.rejected`` (``skip_file``); either way it is recorded in
+        ``RAW.LOAD_REJECTIONS``, and batches committed before it stay loaded.
+        """
         spec = DATASETS[dataset]
+        on_error = self.on_error_for(dataset)
         report = SnowflakeLoadReport(dataset)
         with self.session(query_tag(run_id, f"raw/{spec.raw_table}")) as cursor:
             pending = new_objects(objects, self.ledger(cursor, dataset))
             report.skipped = [obj.key for obj in objects if obj not in pending]
-            for obj in pending:
-                if obj.size == 0:
-                    raise BadFileError(
-                        obj.key,
-                        "is empty (0 bytes)",
-                        f"A {dataset} file must start with the header line "
-                        f"{','.join(spec.header)!r}; land the complete file again.",
-                    )
-                check_header(spec, obj.key, object_header(s3, bucket, obj.key))
-            for batch in _batches(pending, MAX_FILES_PER_COPY):
-                loaded_at = datetime.now(UTC).replace(tzinfo=None)
-                log.info(f"{dataset}: COPY of {len(batch)} file(s) into {raw_table_name(spec)}")
-                job = CopyJob(spec, batch, loaded_at, s3, bucket)
-                cursor.execute("begin")
-                try:
+            try:
+                readable = []
+                for obj in pending:
                     try:
-                        results = self.run_copy(cursor, job)
-                    except ProgrammingError as error:
-                        raise copy_error(error, batch, spec) from error
-                    loads = self._record(cursor, job, results, run_id, log)
-                    cursor.execute("commit")
-                except BaseException:
-                    cursor.execute("rollback")
-                    raise
-                for item in loads:
-                    log.info(f"{dataset}: {item.key} loaded {item.rows:,} rows")
-                report.copy_results.extend(results)
-                report.loaded.extend(loads)
+                        check_object(spec, obj, s3, bucket)
+                    except BadFileError as error:
+                        reject(report, obj, error, on_error, log)
+                        continue
+                    readable.append(obj)
+                for batch in _batches(readable, MAX_FILES_PER_COPY):
+                    loaded_at = datetime.now(UTC).replace(tzinfo=None)
+                    log.info(f"{dataset}: COPY of {len(batch)} file(s) into {raw_table_name(spec)}")
+                    job = CopyJob(spec, batch, loaded_at, s3, bucket, on_error)
+                    outcome = self._load_batch(cursor, job, report, run_id, log)
+                    for obj, error in outcome.rejected:
+                        reject(report, obj, error, on_error, log)
+                    for item in outcome.loaded:
+                        log.info(f"{dataset}: {item.key} loaded {item.rows:,} rows")
+                    report.loaded.extend(outcome.loaded)
+                    report.skipped.extend(outcome.skipped)
+            finally:
+                self._record_rejections(cursor, dataset, report.rejected, on_error, run_id, log)
             cursor.execute(f"select count(*) from {raw_table_name(spec)}")
             report.table_rows = cursor.fetchone()[0]
         return report
+
+    def _load_batch(
+        self,
+        cursor: Any,
+        job: CopyJob,
+        report: SnowflakeLoadReport,
+        run_id: str,
+        log: logging.Logger | Any,
+    ) -> BatchOutcome:
+        """One batch in one transaction: COPY, value rules, ledger rows.
+
+        Under ``abort`` a bad file rolls the transaction back and raises ``BadFileError``
+        (recorded in ``report.rejected`` first). Under ``skip_file`` a file the COPY did not
+        load is left out of the ledger; if rows of a loaded file break a value rule, the
+        transaction is rolled back and the COPY runs again without the bad files, so their
+        rows never commit and Snowflake's load metadata does not hold them (the same file can
+        be landed again). Rejected files come back in ``BatchOutcome.rejected``.
+        """
+        rejected: list[tuple[S3Object, BadFileError]] = []
+        while True:
+            cursor.execute("begin")
+            try:
+                try:
+                    results = self.run_copy(cursor, job)
+                except ProgrammingError as error:
+                    bad = copy_error(error, job.objects, job.dataset)
+                    if isinstance(bad, BadFileError) and (obj := match_file(bad.key, job.objects)):
+                        report.rejected.append(rejected_file(obj, bad))
+                    raise bad from error
+                outcome = self._classify(cursor, job, results, log)
+                breakers = self._rule_violations(cursor, job, outcome)
+                outcome.rejected.extend(breakers)
+                if job.on_error == "abort" and outcome.rejected:
+                    obj, bad = outcome.rejected[0]
+                    report.rejected.append(rejected_file(obj, bad))
+                    raise bad
+                if breakers:
+                    # Their rows are in this transaction: roll it back, COPY the rest again.
+                    cursor.execute("rollback")
+                    rejected.extend(outcome.rejected)
+                    bad_keys = {obj.key for obj, _ in outcome.rejected}
+                    job = replace(job, objects=[o for o in job.objects if o.key not in bad_keys])
+                    if not job.objects:
+                        return BatchOutcome(rejected=rejected)
+                    continue
+                if outcome.loaded:
+                    cursor.executemany(
+                        f"insert into {LEDGER} values (?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (job.dataset.name, f.key, f.etag, f.size, f.rows, f.loaded_at, run_id)
+                            for f in outcome.loaded
+                        ],
+                    )
+                cursor.execute("commit")
+            except BaseException:
+                cursor.execute("rollback")
+                raise
+            report.copy_results.extend(results)
+            outcome.rejected[:0] = rejected
+            return outcome
 
     def run_copy(self, cursor: Any, job: CopyJob) -> list[CopyResult]:
         """Run the ``COPY INTO`` of one batch and return Snowflake's per-file results."""
@@ -684,22 +926,22 @@ class SnowflakeWarehouse(Warehouse):
                 job.loaded_at,
                 key_prefix=self.stage_key_prefix,
                 file_format=self.file_format,
-                on_error=self.on_error,
+                on_error=job.on_error,
             )
         )
         return copy_results(cursor)
 
-    def _record(
+    def _classify(
         self,
         cursor: Any,
         job: CopyJob,
         results: Sequence[CopyResult],
-        run_id: str,
         log: logging.Logger | Any,
-    ) -> list[FileLoad]:
-        """Ledger rows for the files a COPY loaded; failed files are logged, not recorded."""
-        loads: list[FileLoad] = []
+    ) -> BatchOutcome:
+        """Sort a COPY's files into loaded, already loaded and rejected (not ``LOADED``)."""
+        outcome = BatchOutcome()
         table = raw_table_name(job.dataset)
+        ledger: set[tuple[str, str]] | None = None
         for result in results:
             obj = match_file(result.file, job.objects)
             if obj is None:
@@ -709,35 +951,92 @@ class SnowflakeWarehouse(Warehouse):
                 )
             if result.status == "LOADED":
                 rows = result.rows_loaded
-                loads.append(FileLoad(obj.key, obj.etag, obj.size, rows, job.loaded_at))
+                outcome.loaded.append(FileLoad(obj.key, obj.etag, obj.size, rows, job.loaded_at))
             elif result.status == "LOAD_SKIPPED":
-                # Snowflake's load metadata knows this file although the ledger does not (its
-                # ledger row was deleted): its rows are in RAW already, so record it.
+                # Snowflake's load metadata knows this file. If a concurrent run recorded it
+                # meanwhile, it is done; otherwise its ledger row was deleted: its rows are in
+                # RAW already, so record it again.
+                ledger = self.ledger(cursor, job.dataset.name) if ledger is None else ledger
+                if (obj.key, obj.etag) in ledger:
+                    outcome.skipped.append(obj.key)
+                    continue
                 cursor.execute(f'select count(*) from {table} where "_SOURCE_FILE" = ?', [obj.key])
                 rows = cursor.fetchone()[0]
                 log.warning(f"{obj.key}: already loaded by Snowflake ({rows} rows); recorded")
-                loads.append(FileLoad(obj.key, obj.etag, obj.size, rows, job.loaded_at))
+                outcome.loaded.append(FileLoad(obj.key, obj.etag, obj.size, rows, job.loaded_at))
             else:
-                log.error(
-                    f"{obj.key}: {result.status}, {result.errors_seen} error(s), first: "
-                    f"{result.first_error} (line {result.first_error_line}, column "
-                    f"{result.first_error_column}); not recorded, fix and land it again"
-                )
+                error = failed_file_error(result, obj, job.dataset, getattr(cursor, "sfqid", None))
+                outcome.rejected.append((obj, error))
         if missing := unreported(results, job.objects):
             raise LoadError(
                 f"COPY reported nothing about {', '.join(obj.key for obj in missing)}; nothing "
                 "of this batch was recorded. Check that the files are still in the bucket and "
                 "that the stage and MOVIELENS_SNOWFLAKE_STAGE_PREFIX match it."
             )
-        if loads:
-            cursor.executemany(
-                f"insert into {LEDGER} values (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (job.dataset.name, f.key, f.etag, f.size, f.rows, f.loaded_at, run_id)
-                    for f in loads
-                ],
+        return outcome
+
+    def _rule_violations(
+        self, cursor: Any, job: CopyJob, outcome: BatchOutcome
+    ) -> list[tuple[S3Object, BadFileError]]:
+        """The loaded files whose new rows break a value rule, taken out of ``outcome.loaded``.
+
+        Only rows this COPY appended are checked (its ``_LOADED_AT`` and the keys it loaded);
+        the caller rolls the transaction back when any file breaks a rule.
+        """
+        rules = VALUE_RULES.get(job.dataset.name)
+        if not rules or not outcome.loaded:
+            return []
+        keys = sorted({item.key for item in outcome.loaded})
+        cursor.execute(rule_breaks_sql(job.dataset, len(keys)), [job.loaded_at, *keys])
+        breaks = {row[0]: row[1:] for row in cursor.fetchall()}
+        violations: list[tuple[S3Object, BadFileError]] = []
+        for key in sorted(breaks):
+            rule, broken = next(
+                (rule, int(count)) for rule, count in zip(rules, breaks[key], strict=True) if count
             )
-        return loads
+            cursor.execute(rule_example_sql(job.dataset, rule), [job.loaded_at, key])
+            error = rule_violation(job.dataset, rule, key, broken, cursor.fetchone())
+            outcome.loaded[:] = [item for item in outcome.loaded if item.key != key]
+            violations.append((next(obj for obj in job.objects if obj.key == key), error))
+        return violations
+
+    def _record_rejections(
+        self,
+        cursor: Any,
+        dataset: str,
+        rejected: Sequence[RejectedFile],
+        on_error: str,
+        run_id: str,
+        log: logging.Logger | Any,
+    ) -> None:
+        """Replace the dataset's rows of ``RAW.LOAD_REJECTIONS`` with this load's rejections."""
+        rejected_at = datetime.now(UTC).replace(tzinfo=None)
+        try:
+            cursor.execute("begin")
+            cursor.execute(f'delete from {REJECTIONS} where "DATASET" = ?', [dataset])
+            if rejected:
+                cursor.executemany(
+                    f"insert into {REJECTIONS} values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            dataset,
+                            item.key,
+                            item.etag,
+                            item.error,
+                            item.line,
+                            item.column,
+                            on_error,
+                            run_id,
+                            rejected_at,
+                        )
+                        for item in rejected
+                    ],
+                )
+            cursor.execute("commit")
+        except SnowflakeError as error:
+            with contextlib.suppress(SnowflakeError):
+                cursor.execute("rollback")
+            log.warning(f"{dataset}: rejected files not recorded in {REJECTIONS}: {error}")
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a query in a session tagged as an ad-hoc query."""
