@@ -60,6 +60,7 @@ import snowflake.connector
 from fakesnow.copy_into import ReadCSV
 from sqlglot import exp
 
+from movielens_assets.assets.raw import raw_metadata
 from movielens_assets.checks import reconciliation_sql, rejections_sql
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
@@ -232,6 +233,8 @@ def test_loading_the_sample_copies_exactly_the_csv_rows(landing, warehouse):
         expected = len(csv_rows(path))
         assert report.rows_loaded == report.table_rows == expected
         assert [(r.status, r.rows_loaded) for r in report.copy_results] == [("LOADED", expected)]
+        copy_metadata = raw_metadata(report, "s3://unused/")["copy_results"].value
+        assert [(r["status"], r["rows_loaded"]) for r in copy_metadata] == [("LOADED", expected)]
         table = raw_table_name(DATASETS[dataset])
         assert select(f'select distinct "_SOURCE_FILE" from {table}') == [(key,)]
         assert select(f'select count(*) from {table} where "_LOADED_AT" is null') == [(0,)]

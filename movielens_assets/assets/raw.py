@@ -22,7 +22,9 @@ def raw_key(dataset: str) -> dg.AssetKey:
 
 def raw_metadata(report: LoadReport, uri: str) -> dict[str, object]:
     """What the asset page shows about one dataset's load."""
+    file_results = report.file_results()
     return {
+        **({"copy_results": dg.MetadataValue.json(file_results)} if file_results else {}),
         "s3_uri": dg.MetadataValue.url(uri),
         "files_loaded": len(report.loaded),
         "files_skipped": len(report.skipped),

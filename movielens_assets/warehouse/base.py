@@ -185,6 +185,10 @@ class LoadReport:
     rejected: list[RejectedFile] = field(default_factory=list)
     """Bad files this load did not load (``on_error=skip_file``, or the one that aborted it)."""
 
+    def file_results(self) -> list[dict[str, Any]]:
+        """The warehouse's own per-file load results, where it reports any (Snowflake's COPY)."""
+        return []
+
     @property
     def rows_loaded(self) -> int:
         """Rows appended by this load."""

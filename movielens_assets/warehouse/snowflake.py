@@ -404,6 +404,10 @@ class SnowflakeLoadReport(LoadReport):
 
     copy_results: list[CopyResult] = field(default_factory=list)
 
+    def file_results(self) -> list[dict[str, Any]]:
+        """COPY's result per file: status, rows parsed and loaded, errors, first error."""
+        return [result.as_metadata() for result in self.copy_results]
+
 
 def copy_results(cursor: Any) -> list[CopyResult]:
     """The per-file rows of a COPY's result; empty when there were no files to process."""
