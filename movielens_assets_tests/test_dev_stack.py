@@ -135,7 +135,11 @@ def free_port() -> int:
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("dev-home")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
+    }
     env.update({"MOVIELENS_HOME": str(home), "MOVIELENS_SENSOR_INTERVAL": "5"})
     log = (home / "dev.log").open("w")
     process = subprocess.Popen(
