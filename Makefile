@@ -35,7 +35,7 @@ dev: manifest
 	$(BIN)/movielens dev
 
 bench: manifest
-	$(BIN)/movielens bench
+	$(BIN)/movielens bench --json bench.json
 
 lint: $(VENV)/.installed-test manifest
 	$(BIN)/ruff check .

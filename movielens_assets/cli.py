@@ -48,6 +48,24 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the pipeline against bare DuckDB on a generated set and print the table."""
+    from movielens_assets.bench import BenchError, format_table, run_bench
+
+    try:
+        results = run_bench(
+            ratings=args.ratings,
+            json_path=Path(args.json) if args.json else None,
+            work_dir=Path(args.work_dir) if args.work_dir else None,
+            progress=_progress,
+        )
+    except BenchError as error:
+        _progress(f"movielens bench: {error}")
+        return 1
+    print(format_table(results))
+    return 0
+
+
 def cmd_land(args: argparse.Namespace) -> int:
     """Upload files into a dataset's landing folder of the configured (or running) S3."""
     from movielens_assets.datasets import DATASETS
@@ -164,6 +182,17 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--ratings", type=int, default=20_000_263, help="ratings (scales all)")
     generate.add_argument("--seed", type=int, default=42, help="random seed")
     generate.set_defaults(handler=cmd_generate)
+
+    bench = commands.add_parser("bench", help="benchmark the pipeline against bare DuckDB")
+    bench.add_argument(
+        "--ratings", type=int, default=20_000_263, help="ratings to generate (default: ml-20m's)"
+    )
+    bench.add_argument("--json", help="also write every figure as JSON to this path")
+    bench.add_argument(
+        "--work-dir",
+        help="keep the generated files, DuckDB files and logs here (default: a new temp folder)",
+    )
+    bench.set_defaults(handler=cmd_bench)
 
     dev = commands.add_parser("dev", help="local S3 + Dagster UI + daemon")
     dev.add_argument("--port", type=int, default=3000, help="UI port on 127.0.0.1")

@@ -59,7 +59,11 @@ def test_every_dbt_test_is_a_blocking_check_on_the_model_it_tests(graph, manifes
         name for name in checks if name.startswith("relationships_fct_ratings_movie")
     )
     assert checks[relationship] == dg.AssetKey(["fct_ratings"])
-    assert all(graph.get_check_spec(key).blocking for key in check_keys)
+    severity = {node["name"]: node["config"]["severity"].lower() for node in tests}
+    assert {key.name: graph.get_check_spec(key).blocking for key in check_keys} == {
+        name: level == "error" for name, level in severity.items()
+    }
+    assert list(severity.values()).count("warn") == 1  # the seed's reference check
 
 
 def test_every_raw_asset_reports_dbt_source_freshness_as_a_non_blocking_check(graph):
