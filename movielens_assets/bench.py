@@ -226,7 +226,8 @@ def dbt_run_results(target_dir: Path) -> dict[str, Any]:
     return {
         "elapsed_s": round(results.get("elapsed_time") or 0.0, 2),
         "seconds_by_type": by_type,
-        "failed": sorted(n["node"] for n in nodes if n["status"] in ("fail", "error")),
+        # A test found rows whether its severity made that a failure or a warning.
+        "failed": sorted(n["node"] for n in nodes if n["status"] in ("fail", "error", "warn")),
         "slowest": sorted(nodes, key=lambda node: -node["seconds"])[:15],
     }
 
