@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib.s3 import S3Object
@@ -202,6 +203,25 @@ def new_objects(objects: Sequence[S3Object], ledger: set[tuple[str, str]]) -> li
 
 class Warehouse(dg.ConfigurableResource):
     """Where RAW tables live and dbt builds its models."""
+
+    on_error: str = Field(
+        default="abort",
+        description=(
+            "What a load does with a bad file, like Snowflake's ON_ERROR: 'abort' fails the "
+            "load at the first bad file, 'skip_file' reports it and loads the others "
+            "(MOVIELENS_ON_ERROR)."
+        ),
+    )
+    on_error_by_dataset: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-dataset overrides of on_error (MOVIELENS_ON_ERROR_<DATASET>).",
+    )
+
+    def on_error_for(self, dataset: str) -> str:
+        """``abort`` or ``skip_file`` for one dataset."""
+        if dataset in self.on_error_by_dataset:
+            return normalize_on_error(self.on_error_by_dataset[dataset], f"on_error[{dataset}]")
+        return normalize_on_error(self.on_error)
 
     @property
     @abstractmethod

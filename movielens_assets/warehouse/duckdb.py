@@ -45,7 +45,6 @@ from movielens_assets.warehouse.base import (
     Warehouse,
     WarehouseBusyError,
     new_objects,
-    normalize_on_error,
     on_error_from_env,
 )
 
@@ -328,18 +327,6 @@ class DuckDBWarehouse(Warehouse):
         default=60.0,
         description="Seconds to wait for another process to release the file before failing.",
     )
-    on_error: str = Field(
-        default="abort",
-        description=(
-            "What a load does with a bad file, like Snowflake's ON_ERROR: 'abort' fails the "
-            "load at the first bad file, 'skip_file' reports it and loads the others "
-            "(MOVIELENS_ON_ERROR)."
-        ),
-    )
-    on_error_by_dataset: dict[str, str] = Field(
-        default_factory=dict,
-        description="Per-dataset overrides of on_error (MOVIELENS_ON_ERROR_<DATASET>).",
-    )
 
     @classmethod
     def from_env(
@@ -353,12 +340,6 @@ class DuckDBWarehouse(Warehouse):
     def kind(self) -> str:
         """The asset kind of tables in this warehouse."""
         return "duckdb"
-
-    def on_error_for(self, dataset: str) -> str:
-        """``abort`` or ``skip_file`` for one dataset."""
-        if dataset in self.on_error_by_dataset:
-            return normalize_on_error(self.on_error_by_dataset[dataset], f"on_error[{dataset}]")
-        return normalize_on_error(self.on_error)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -69,7 +69,6 @@ from movielens_assets.warehouse.base import (
     ValueRule,
     Warehouse,
     new_objects,
-    normalize_on_error,
     on_error_from_env,
 )
 from movielens_assets.warehouse.duckdb import RELOAD_HINT, check_header, shown
@@ -681,17 +680,6 @@ class SnowflakeWarehouse(Warehouse):
     file_format: str = Field(
         default=DEFAULT_FILE_FORMAT, description="The named CSV file format COPY uses."
     )
-    on_error: str = Field(
-        default="abort",
-        description=(
-            "What a load does with a bad file: 'abort' (ON_ERROR = ABORT_STATEMENT) fails the "
-            "load, 'skip_file' (SKIP_FILE) reports it and loads the others (MOVIELENS_ON_ERROR)."
-        ),
-    )
-    on_error_by_dataset: dict[str, str] = Field(
-        default_factory=dict,
-        description="Per-dataset overrides of on_error (MOVIELENS_ON_ERROR_<DATASET>).",
-    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SnowflakeWarehouse:
@@ -743,12 +731,6 @@ class SnowflakeWarehouse(Warehouse):
     def kind(self) -> str:
         """The asset kind of tables in this warehouse."""
         return "snowflake"
-
-    def on_error_for(self, dataset: str) -> str:
-        """``abort`` or ``skip_file`` for one dataset."""
-        if dataset in self.on_error_by_dataset:
-            return normalize_on_error(self.on_error_by_dataset[dataset], f"on_error[{dataset}]")
-        return normalize_on_error(self.on_error)
 
     def snowflake_resource(self, tag: str) -> SnowflakeResource:
         """dagster-snowflake's resource for one session tagged ``tag``.
