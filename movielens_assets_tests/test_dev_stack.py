@@ -5,6 +5,7 @@ sensor's runs through Dagster's GraphQL API and checks the warehouse against exp
 computed with Python's csv module.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -131,16 +133,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    home = tmp_path_factory.mktemp("dev-home")
+@contextlib.contextmanager
+def running_stack(home: Path, settings: dict[str, str], ready_timeout: float) -> Iterator[Stack]:
+    """`movielens dev` on a free port with ``MOVIELENS_HOME=home`` and ``settings``, none of the
+    test process's own configuration (importing the dbt project sets MOVIELENS_DUCKDB_PATH);
+    stopped with its whole process group on exit."""
     port = free_port()
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
     }
-    env.update({"MOVIELENS_HOME": str(home), "MOVIELENS_SENSOR_INTERVAL": "5"})
+    env.update({"MOVIELENS_HOME": str(home), **settings})
     log = (home / "dev.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "movielens_assets.cli", "dev", "--port", str(port)],
@@ -150,22 +154,33 @@ def stack(tmp_path_factory):
         start_new_session=True,
     )
     running = Stack(home, port, env)
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            running.graphql("{ version }")
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((home / "dev.log").read_text()) from None
-            time.sleep(1)
-    yield running
-    os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + ready_timeout
     try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    log.close()
+        while True:
+            try:
+                running.graphql("{ version }")
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        "movielens dev did not serve the UI:\n" + (home / "dev.log").read_text()
+                    ) from None
+                time.sleep(1)
+        yield running
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("dev-home")
+    with running_stack(home, {"MOVIELENS_SENSOR_INTERVAL": "5"}, ready_timeout=120) as running:
+        yield running
 
 
 def expected_ratings(*files: Path) -> dict[tuple[int, int], tuple[float, int]]:

@@ -12,11 +12,7 @@ Each run rewrites the screenshots in ``docs/screenshots/`` that the README shows
 """
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +23,7 @@ from movielens_assets.checks import NO_REJECTED_FILES, ROWS_MATCH_LEDGER
 from movielens_assets.project import movielens_project
 from movielens_assets.source_freshness import CHECK_NAME as SOURCE_FRESHNESS
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
-from movielens_assets_tests.test_dev_stack import Stack, free_port
+from movielens_assets_tests.test_dev_stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -146,52 +142,11 @@ def stack(browser, tmp_path_factory) -> Iterator[Stack]:
     """`movielens dev` with a scratch home and the landing sensor stopped until the sample has
     landed. Requests ``browser`` first, so a missing browser fails before the slow start."""
     home = tmp_path_factory.mktemp("ui-home")
-    port = free_port()
-    # Nothing of the test process's own configuration leaks in (importing the dbt project sets
-    # MOVIELENS_DUCKDB_PATH to the default home's file).
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
-    }
-    env.update(
-        {
-            "MOVIELENS_HOME": str(home),
-            "MOVIELENS_SENSOR_INTERVAL": "5",
-            "MOVIELENS_SENSOR_DEFAULT": "stopped",
-        }
-    )
-    log = (home / "dev.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "movielens_assets.cli", "dev", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    running = Stack(home, port, env)
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            try:
-                running.graphql("{ version }")
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "movielens dev did not serve the UI:\n" + (home / "dev.log").read_text()
-                    ) from None
-                time.sleep(1)
+    settings = {"MOVIELENS_SENSOR_INTERVAL": "5", "MOVIELENS_SENSOR_DEFAULT": "stopped"}
+    with running_stack(home, settings, ready_timeout=180) as running:
         # The "Join the Dagster community" modal would cover every page.
         assert running.graphql("mutation { setNuxSeen }") == {"setNuxSeen": True}
         yield running
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture(scope="module")
