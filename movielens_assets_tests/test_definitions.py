@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 import pytest
+import yaml
 
 from movielens_assets.checks import NO_REJECTED_FILES, ROWS_MATCH_LEDGER
 from movielens_assets.datasets import DATASETS
@@ -90,3 +91,38 @@ def test_every_raw_asset_has_a_rejection_check_and_a_blocking_ledger_reconciliat
         asset = dg.AssetKey(["raw", f"raw_{dataset}"])
         assert not graph.get_check_spec(dg.AssetCheckKey(asset, NO_REJECTED_FILES)).blocking
         assert graph.get_check_spec(dg.AssetCheckKey(asset, ROWS_MATCH_LEDGER)).blocking
+
+
+def dbt_yaml_test_description(path: str, model: str, column: str, test: str) -> str:
+    """A generic test's ``description`` as its YAML file states it, read with PyYAML."""
+    properties = yaml.safe_load((movielens_project.project_dir / path).read_text())
+    (node,) = [node for node in properties["models"] if node["name"] == model]
+    (entry,) = [entry for entry in node["columns"] if entry["name"] == column]
+    (spec,) = [spec for spec in entry["data_tests"] if isinstance(spec, dict) and test in spec]
+    return spec[test]["description"]
+
+
+def test_every_dbt_test_check_has_a_readable_description(graph, manifest):
+    tests = {
+        node["name"]: node for node in manifest["nodes"].values() if node["resource_type"] == "test"
+    }
+    described = {
+        key.name: graph.get_check_spec(key).description
+        for key in graph.asset_check_keys
+        if key.name in tests
+    }
+    assert set(described) == set(tests)
+    for name, description in described.items():
+        assert description and description.strip(), f"{name} has no description"
+        assert description.strip() != name
+        assert description == tests[name]["description"]
+
+    relationship = next(
+        name for name in described if name.startswith("relationships_fct_ratings_movie_id")
+    )
+    assert described[relationship] == dbt_yaml_test_description(
+        "models/facts/_facts__models.yml", "fct_ratings", "movie_id", "relationships"
+    )
+    singular = yaml.safe_load((movielens_project.project_dir / "tests/_tests.yml").read_text())
+    for entry in singular["data_tests"]:
+        assert described[entry["name"]].strip() == entry["description"].strip()

@@ -70,6 +70,24 @@ class MovielensTranslator(DagsterDbtTranslator):
         owner = dbt_resource_props.get("meta", {}).get("owner")
         return [owner] if owner else ["team:analytics-engineering"]
 
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> dg.AssetCheckSpec | None:
+        """The default check, described by the test's dbt ``description``.
+
+        dagster-dbt reads only ``meta.description``; the YAML uses dbt's own ``description``
+        property of data tests, which the dbt docs show too.
+        """
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        description = manifest["nodes"].get(unique_id, {}).get("description")
+        if spec is None or spec.description or not description:
+            return spec
+        return spec._replace(description=description)
+
 
 def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
     """The dbt project's assets, with the marts' freshness policy."""
