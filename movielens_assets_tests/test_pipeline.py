@@ -177,6 +177,12 @@ def test_a_row_violating_a_dbt_test_fails_its_check_and_blocks_downstream(tmp_pa
     assert status["dim_movies"] == "materialized"
     assert status["mart_movie_ratings"] == "not materialized"
     assert query(home, "select count(*) from raw.raw_ratings where movieId = 999999") == [(1,)]
+    # the failed check shows the offending row: one row, holding the unknown movie id
+    check = check_metadata(home, summary["run_id"], "relationships_fct_ratings_movie_id")
+    assert check["dagster_dbt/failed_row_count"].value == 1
+    header, separator, *rows = check["failing_rows_sample"].value.splitlines()
+    assert header.count("|") == 2 and separator == "|---|"  # the test selects one column
+    assert [row.strip("| ").split(" | ") for row in rows] == [["999999"]]
 
 
 def run_metadata(home: Path, run_id: str, *path: str) -> dict:
@@ -189,6 +195,24 @@ def run_metadata(home: Path, run_id: str, *path: str) -> dict:
             records = instance.fetch_materializations(dg.AssetKey(list(path)), limit=10).records
             (record,) = [record for record in records if record.run_id == run_id]
             return dict(record.asset_materialization.metadata)
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def check_metadata(home: Path, run_id: str, check_prefix: str) -> dict:
+    """The metadata of the one check evaluation of a run whose check name starts so."""
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            entries = instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+            (evaluation,) = [
+                entry.dagster_event.event_specific_data
+                for entry in entries
+                if entry.dagster_event.event_specific_data.check_name.startswith(check_prefix)
+            ]
+            return dict(evaluation.metadata)
     finally:
         del os.environ["DAGSTER_HOME"]
 

@@ -13,6 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from pydantic import Field
 
+from movielens_assets.assets.dbt_failing_rows import with_failing_rows
 from movielens_assets.assets.dbt_metadata import load_watermark, model_metadata, model_relations
 from movielens_assets.project import movielens_project
 from movielens_assets.settings import Settings, freshness_policy
@@ -129,6 +130,8 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
             if invocation.adapter is not None:
                 invocation.adapter.cleanup_connections()
                 warehouse.release_dbt_adapter(invocation.adapter)
+        # A failed test's check shows a sample of its rows (queried now, dbt being done).
+        events = with_failing_rows(events, invocation.target_path, warehouse, context.log)
         for event in events:
             key = (
                 context.asset_key_for_output(event.output_name)

@@ -251,6 +251,10 @@ class Warehouse(dg.ConfigurableResource):
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a read-only query and return its rows."""
 
+    @abstractmethod
+    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a read-only query and return its column names and rows."""
+
     def release_dbt_adapter(self, adapter: Any) -> None:
         """Let go of whatever dbt's in-process adapter still holds once a dbt step is done."""
 

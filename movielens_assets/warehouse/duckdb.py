@@ -563,6 +563,13 @@ class DuckDBWarehouse(Warehouse):
         with self.connect(read_only=True) as connection:
             return connection.execute(sql).fetchall()
 
+    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a query on a read-only connection; its column names and rows."""
+        with self.connect(read_only=True) as connection:
+            result = connection.execute(sql)
+            rows = result.fetchall()
+            return [column[0] for column in result.description], rows
+
     def release_dbt_adapter(self, adapter: Any) -> None:
         """Close the DuckDB instance dbt-duckdb keeps open in this process.
 

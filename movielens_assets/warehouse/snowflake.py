@@ -1030,6 +1030,13 @@ class SnowflakeWarehouse(Warehouse):
             cursor.execute(sql)
             return cursor.fetchall()
 
+    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a query in a session tagged as an ad-hoc query; its column names and rows."""
+        with self.session(query_tag(None, None, tool="query")) as cursor:
+            cursor.execute(sql)
+            rows = cursor.fetchall()
+            return [column[0] for column in cursor.description], rows
+
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
         """The query tag dbt's profile reads (``DBT_QUERY_TAG``), with the run id if given.
 
