@@ -47,6 +47,11 @@ from movielens_assets.warehouse.base import (
     new_objects,
     on_error_from_env,
 )
+from movielens_assets.warehouse.progress import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_STEP_PERCENT,
+    logged_progress,
+)
 
 RAW_SCHEMA = "raw"
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -327,6 +332,14 @@ class DuckDBWarehouse(Warehouse):
         default=60.0,
         description="Seconds to wait for another process to release the file before failing.",
     )
+    progress_interval: float = Field(
+        default=DEFAULT_INTERVAL_SECONDS,
+        description="Seconds between progress lines of one file's load in the run's log.",
+    )
+    progress_step: float = Field(
+        default=DEFAULT_STEP_PERCENT,
+        description="Percent a file's load advances between two of its progress lines.",
+    )
 
     @classmethod
     def from_env(
@@ -473,7 +486,7 @@ class DuckDBWarehouse(Warehouse):
                 log.debug(f"{dataset.name}: {obj.key} downloaded, header checked; inserting")
             cursor = connection.cursor()
             try:
-                return self._insert_file(cursor, dataset, obj, local, run_id)
+                return self._insert_file(cursor, dataset, obj, local, run_id, log)
             finally:
                 cursor.close()
 
@@ -484,6 +497,7 @@ class DuckDBWarehouse(Warehouse):
         obj: S3Object,
         local: Path,
         run_id: str,
+        log: logging.Logger | Any | None = None,
     ) -> FileLoad | None:
         """Rows, value rules and ledger row of one file in one transaction."""
         loaded_at = datetime.now(UTC).replace(tzinfo=None)
@@ -491,10 +505,12 @@ class DuckDBWarehouse(Warehouse):
         cursor.begin()
         try:
             try:
-                rows = cursor.execute(
-                    f"insert into {table} select *, $key, $loaded_at from {read_csv_sql(dataset)}",
-                    {"path": str(local), "key": obj.key, "loaded_at": loaded_at},
-                ).fetchone()[0]
+                with self._progress(cursor, f"{dataset.name}: {obj.key}", obj.size, log):
+                    rows = cursor.execute(
+                        f"insert into {table} select *, $key, $loaded_at "
+                        f"from {read_csv_sql(dataset)}",
+                        {"path": str(local), "key": obj.key, "loaded_at": loaded_at},
+                    ).fetchone()[0]
             except duckdb.Error as error:
                 raise bad_csv(obj.key, dataset, error, local) from error
             if rules := VALUE_RULES.get(dataset.name):
@@ -524,6 +540,19 @@ class DuckDBWarehouse(Warehouse):
             _rollback(cursor)
             raise
         return FileLoad(obj.key, obj.etag, obj.size, rows, loaded_at)
+
+    def _progress(
+        self, cursor: duckdb.DuckDBPyConnection, label: str, size: int, log: Any
+    ) -> contextlib.AbstractContextManager[None]:
+        """Progress lines in ``log`` of the statement ``cursor`` runs (none without a log)."""
+        if log is None:
+            return contextlib.nullcontext()
+        # Progress tracking without DuckDB's own terminal bar: it is read from another thread.
+        cursor.execute("set enable_progress_bar = true")
+        cursor.execute("set enable_progress_bar_print = false")
+        return logged_progress(
+            cursor.query_progress, label, size, log, self.progress_interval, self.progress_step
+        )
 
     def _record_rejections(
         self,
