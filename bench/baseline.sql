@@ -5,7 +5,8 @@
 --   - RAW: the six local CSVs read once each with the explicit types of
 --     movielens_assets/datasets.py and the loader's read_csv options, plus `_source_file` and
 --     `_loaded_at` like the RAW loader adds;
---   - staging views that keep the latest loaded row per key (`qualify row_number() ... = 1`);
+--   - staging views that keep the latest loaded row per key (`qualify row_number() ... = 1`),
+--     except ratings and genome scores, which the facts deduplicate the same way;
 --   - the seed, dimensions, facts (a first, non-incremental build), marts and the first
 --     snapshot of src_tags with dbt's snapshot columns;
 --   - every dbt test as the query dbt compiles for it (count of failing rows), collected in
@@ -146,15 +147,6 @@ source as (
     select * from raw.raw_ratings
 ),
 
-latest as (
-    select *
-    from source
-    qualify row_number() over (
-        partition by userId, movieId
-        order by _loaded_at desc, _source_file desc
-    ) = 1
-),
-
 final as (
     select
         userId as user_id,
@@ -162,7 +154,8 @@ final as (
         rating,
         make_timestamp(cast(timestamp as bigint) * 1000000) as rated_at,
         _loaded_at,
-    from latest
+        _source_file,
+    from source
 )
 
 select * from final;
@@ -258,22 +251,14 @@ source as (
     select * from raw.raw_genome_scores
 ),
 
-latest as (
-    select *
-    from source
-    qualify row_number() over (
-        partition by movieId, tagId
-        order by _loaded_at desc, _source_file desc
-    ) = 1
-),
-
 final as (
     select
         movieId as movie_id,
         tagId as tag_id,
         relevance,
         _loaded_at,
-    from latest
+        _source_file,
+    from source
 )
 
 select * from final;
@@ -320,7 +305,11 @@ select
     rating,
     rated_at,
     _loaded_at,
-from dev.src_ratings;
+from dev.src_ratings
+qualify row_number() over (
+    partition by user_id, movie_id
+    order by _loaded_at desc, _source_file desc
+) = 1;
 
 create table dev.fct_genome_scores as
 select
@@ -328,7 +317,11 @@ select
     tag_id,
     relevance as relevance_score,
     _loaded_at,
-from dev.src_genome_scores;
+from dev.src_genome_scores
+qualify row_number() over (
+    partition by movie_id, tag_id
+    order by _loaded_at desc, _source_file desc
+) = 1;
 
 -- Marts (ep_movie_with_tags inlines the ephemeral dim_movies_with_tags) ------------------------
 
@@ -472,16 +465,6 @@ select 'unique_snap_tags_dbt_scd_id', count(*) from (
 );
 
 -- unique_combination_of_columns
-insert into bench.test_results
-select 'unique_combination_of_columns_src_ratings_user_id__movie_id', count(*) from (
-    select user_id, movie_id from dev.src_ratings
-    group by user_id, movie_id having count(*) > 1
-);
-insert into bench.test_results
-select 'unique_combination_of_columns_src_genome_scores_movie_id__tag_id', count(*) from (
-    select movie_id, tag_id from dev.src_genome_scores
-    group by movie_id, tag_id having count(*) > 1
-);
 insert into bench.test_results
 select 'unique_combination_of_columns_fct_ratings_user_id__movie_id', count(*) from (
     select user_id, movie_id from dev.fct_ratings

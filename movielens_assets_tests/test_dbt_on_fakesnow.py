@@ -10,7 +10,7 @@ RAW is loaded through the server by the project's loader, with the test-only COP
 limitations force it). The server process applies the same ``with_quote_escape`` patch, since
 fakesnow's COPY otherwise cannot read movies.csv's doubled quotes.
 
-Only a first build is checked (it builds 14 models, the seed and the snapshot and runs 52
+Only a first build is checked (it builds 14 models, the seed and the snapshot and runs 50
 tests). A second ``dbt build`` on the same server fails, on fakesnow only, as measured here:
 ``fct_ratings`` and ``fct_genome_scores`` (incremental, strategy ``merge``) and the snapshot
 ``snap_tags`` stop with "001003 (42000): Parser Error: TEMPORARY table names can *only* use

@@ -1,7 +1,8 @@
 {#-
     RAW tables are append-only history: a corrected file re-delivers rows. This renders the
     `qualify` clause that keeps, per key, the row from the latest load (ties broken by the S3 key,
-    whose names sort by delivery). QUALIFY works on DuckDB and Snowflake.
+    whose names sort by delivery). Needs `_loaded_at` and `_source_file` from RAW.
+    QUALIFY works on DuckDB and Snowflake.
 -#}
 {% macro latest_row_per_key(key_columns) -%}
     qualify row_number() over (

@@ -17,6 +17,16 @@ genome_scores as (
 
 ),
 
+latest as (
+
+    -- One row per key among the new loads: the latest delivery wins. Deduplicating after the
+    -- watermark filter keeps an incremental run proportional to the new files, not the table.
+    select *
+    from genome_scores
+    {{ latest_row_per_key(['movie_id', 'tag_id']) }}
+
+),
+
 final as (
 
     select
@@ -25,7 +35,7 @@ final as (
         relevance as relevance_score,
         _loaded_at
 
-    from genome_scores
+    from latest
 
 )
 

@@ -17,6 +17,16 @@ ratings as (
 
 ),
 
+latest as (
+
+    -- One row per key among the new loads: the latest delivery wins. Deduplicating after the
+    -- watermark filter keeps an incremental run proportional to the new files, not the table.
+    select *
+    from ratings
+    {{ latest_row_per_key(['user_id', 'movie_id']) }}
+
+),
+
 final as (
 
     select
@@ -26,7 +36,7 @@ final as (
         rated_at,
         _loaded_at
 
-    from ratings
+    from latest
 
 )
 

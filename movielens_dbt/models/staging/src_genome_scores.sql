@@ -6,23 +6,16 @@ source as (
 
 ),
 
-latest as (
-
-    select *
-    from source
-    {{ latest_row_per_key(['movieId', 'tagId']) }}
-
-),
-
 final as (
 
     select
         movieId as movie_id,
         tagId as tag_id,
         relevance,
-        _loaded_at
+        _loaded_at,
+        _source_file
 
-    from latest
+    from source
 
 )
 

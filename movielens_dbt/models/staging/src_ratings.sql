@@ -6,14 +6,6 @@ source as (
 
 ),
 
-latest as (
-
-    select *
-    from source
-    {{ latest_row_per_key(['userId', 'movieId']) }}
-
-),
-
 final as (
 
     select
@@ -21,9 +13,10 @@ final as (
         movieId as movie_id,
         rating,
         {{ epoch_to_timestamp('timestamp') }} as rated_at,
-        _loaded_at
+        _loaded_at,
+        _source_file
 
-    from latest
+    from source
 
 )
 
