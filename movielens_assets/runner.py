@@ -167,12 +167,14 @@ def summarize(result: dg.ExecuteInProcessResult, job: dg.JobDefinition) -> Summa
 
 def top_movies(settings: Settings, warehouse: Any, limit: int = 10) -> list[dict[str, Any]]:
     """The first rows of ``analyses/movie_analysis.sql``, compiled by dbt and run here."""
+    from movielens_assets.project import keep_parse_state
     from movielens_assets.resources import dbt_resource
 
     os.environ.update(warehouse.dbt_env())
     dbt = dbt_resource(settings)
     invocation = dbt.cli(["compile", "--select", "movie_analysis", "--quiet"], raise_on_error=True)
     invocation.wait()
+    keep_parse_state(invocation.target_path)
     compiled = next(invocation.target_path.glob("compiled/**/movie_analysis.sql"))
     sql = compiled.read_text().strip().rstrip(";")
     rows = warehouse.query(f"{sql}\nlimit {int(limit)}")

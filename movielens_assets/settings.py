@@ -106,6 +106,11 @@ class Settings:
         return self.home / "dagster"
 
     @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target folders: one per dbt call (dagster-dbt) and the kept parse state."""
+        return self.home / "dbt-target"
+
+    @property
     def local_s3_dir(self) -> Path:
         """Where the loopback S3 server keeps its objects between restarts."""
         return self.home / "s3"

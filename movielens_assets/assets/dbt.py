@@ -15,7 +15,7 @@ from pydantic import Field
 
 from movielens_assets.assets.dbt_failing_rows import with_failing_rows
 from movielens_assets.assets.dbt_metadata import load_watermark, model_metadata, model_relations
-from movielens_assets.project import movielens_project
+from movielens_assets.project import keep_parse_state, movielens_project
 from movielens_assets.settings import Settings, freshness_policy
 from movielens_assets.warehouse.base import Warehouse
 
@@ -130,6 +130,7 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
             if invocation.adapter is not None:
                 invocation.adapter.cleanup_connections()
                 warehouse.release_dbt_adapter(invocation.adapter)
+            keep_parse_state(invocation.target_path)
         # A failed test's check shows a sample of its rows (queried now, dbt being done).
         events = with_failing_rows(events, invocation.target_path, warehouse, context.log)
         for event in events:
