@@ -81,9 +81,15 @@ class BenchError(RuntimeError):
 def phase_generate(spec: dict[str, Any]) -> dict[str, Any]:
     """Write the ml-20m-shaped set ``spec['ratings']`` into ``spec['out_dir']``."""
     from movielens_assets.generate import generate
+    from movielens_assets.project import seed_movie_ids
 
     started = time.perf_counter()
-    rows = generate(Path(spec["out_dir"]), ratings=spec["ratings"], seed=spec["seed"])
+    rows = generate(
+        Path(spec["out_dir"]),
+        ratings=spec["ratings"],
+        seed=spec["seed"],
+        movie_ids=seed_movie_ids(),
+    )
     return {"timed_s": time.perf_counter() - started, "rows": rows}
 
 
@@ -235,8 +241,8 @@ def dbt_run_results(target_dir: Path) -> dict[str, Any]:
 def dagster_dbt_run_results(run_id: str) -> dict[str, Any]:
     """``run_results.json`` of the dbt step of a Dagster run (dagster-dbt's per-run folder).
 
-    dagster-dbt puts that folder under ``$DBT_TARGET_PATH`` (relative to the dbt project),
-    by default the project's ``target``.
+    dagster-dbt puts that folder under ``$DBT_TARGET_PATH``, which ``project.py`` points at
+    ``$MOVIELENS_HOME/dbt-target``.
     """
     target = DBT_PROJECT_DIR / os.environ.get("DBT_TARGET_PATH", "target")
     folders = sorted(

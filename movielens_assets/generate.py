@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -187,12 +187,14 @@ def generate(
     ratings: int = ML_20M_RATINGS,
     seed: int = 42,
     progress: Callable[[str], None] | None = None,
+    movie_ids: Sequence[int] = (),
 ) -> dict[str, int]:
     """Write an ml-20m-shaped MovieLens set with ``ratings`` ratings into ``out_dir``.
 
     Returns the rows written per dataset name (``movies``, ``ratings``, ``tags``, ``links``,
-    ``genome_tags``, ``genome_scores``). The files are byte-identical for the same ``ratings`` and
-    ``seed``; ``progress`` is called once per file written.
+    ``genome_tags``, ``genome_scores``). The files are byte-identical for the same ``ratings``,
+    ``seed`` and ``movie_ids``; ``progress`` is called once per file written. ``movie_ids`` are
+    real MovieLens ids that must exist (reference data such as the dbt seed is keyed by them).
     """
     sizes = plan(ratings)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,7 +202,7 @@ def generate(
     with tempfile.TemporaryDirectory(prefix=".generate-", dir=out_dir) as spill_dir:
         con = _connect(Path(spill_dir), seed)
         try:
-            _create_catalogues(con, sizes)
+            _create_catalogues(con, sizes, movie_ids)
             _create_users(con, sizes)
             written = {}
             for name, query in _dataset_queries(sizes).items():
@@ -335,13 +337,16 @@ def _uniform_sum_cdf(w: str, weights: tuple[float, float, float]) -> str:
 # Catalogues: movies, links, users, tag words ----------------------------------------------------
 
 
-def _create_catalogues(con: duckdb.DuckDBPyConnection, sizes: Plan) -> None:
+def _create_catalogues(
+    con: duckdb.DuckDBPyConnection, sizes: Plan, movie_ids: Sequence[int] = ()
+) -> None:
     """Create the small tables every dataset draws from: movies, genome tags, tag words."""
     for kind, words in _TITLE_WORDS.items():
         con.execute(f"set variable {kind} = $1", [list(words)])
     con.execute("create table genre_shares (genre varchar, share double)")
     con.executemany("insert into genre_shares values (?, ?)", list(GENRE_SHARES.items()))
     con.execute(_movies_sql(sizes.movies))
+    _include_movie_ids(con, movie_ids)
     vocabulary = genome_vocabulary(max(sizes.genome_tags, _USER_TAG_VOCABULARY))
     _create_words(con, "genome_words", vocabulary[: sizes.genome_tags])
     _create_words(con, "user_tag_words", _user_tag_vocabulary(vocabulary))
@@ -354,6 +359,30 @@ def _create_catalogues(con: duckdb.DuckDBPyConnection, sizes: Plan) -> None:
         select row_number() over (order by movie_id) - 1 as ordinal, movie_id
         from movies where popularity_rank < {sizes.genome_movies}"""
     )
+
+
+def _include_movie_ids(con: duckdb.DuckDBPyConnection, movie_ids: Sequence[int]) -> None:
+    """Give each missing id of ``movie_ids`` to the generated movie nearest to it.
+
+    Ids stay unique; every dataset reads its movie ids from ``movies`` afterwards.
+    """
+    existing = [row[0] for row in con.execute("select movie_id from movies").fetchall()]
+    required = set(movie_ids)
+    replaceable = sorted(set(existing) - required)
+    renames: list[tuple[int, int]] = []
+    for wanted in sorted(required - set(existing)):
+        if not replaceable:
+            break
+        nearest = min(replaceable, key=lambda movie_id: (abs(movie_id - wanted), movie_id))
+        replaceable.remove(nearest)
+        renames.append((nearest, wanted))
+    if renames:
+        con.execute("create temporary table renames (old_id bigint, new_id bigint)")
+        con.executemany("insert into renames values (?, ?)", renames)
+        con.execute(
+            """update movies set movie_id = renames.new_id
+            from renames where movies.movie_id = renames.old_id"""
+        )
 
 
 def _create_words(con: duckdb.DuckDBPyConnection, table: str, words: tuple[str, ...]) -> None:

@@ -319,3 +319,22 @@ def test_the_sample_genome_scores_tags_users_applied_higher(sample_genome):
     assert applied_scores
     assert min(applied_scores) >= 0.7
     assert statistics.mean(applied_scores) > 4 * statistics.mean(other_scores)
+
+
+def test_required_movie_ids_exist_and_every_file_refers_only_to_movies(tmp_path):
+    """Ids the dbt seed refers to (real ml-20m ids, up to 109,487) are in movies.csv, still
+    unique, and ratings/links/genome scores use only ids of movies.csv."""
+    required = [1, 2, 2959, 4993, 109487]
+    generate(tmp_path, ratings=TINY, seed=42, movie_ids=required)
+    movie_ids = [int(row[0]) for row in rows(tmp_path / "movies.csv")]
+    assert set(required) <= set(movie_ids)
+    assert len(movie_ids) == len(set(movie_ids))
+    for name, column in [("ratings.csv", 1), ("links.csv", 0), ("genome-scores.csv", 0)]:
+        assert {int(row[column]) for row in rows(tmp_path / name)} <= set(movie_ids), name
+    # Only ids change: the same set without required ids has the same ratings per movie.
+    plain = tmp_path / "plain"
+    generate(plain, ratings=TINY, seed=42)
+    per_movie = Counter(int(row[1]) for row in rows(tmp_path / "ratings.csv"))
+    plain_per_movie = Counter(int(row[1]) for row in rows(plain / "ratings.csv"))
+    assert sorted(per_movie.values()) == sorted(plain_per_movie.values())
+    assert len(set(per_movie) - set(plain_per_movie)) <= len(required)
