@@ -4,6 +4,9 @@ Each tick lists every dataset prefix of the landing bucket (all pages), diffs th
 against the cursor by object identity (``lib/cursor.py``), and, when something is new, requests
 one run of ``raw_and_downstream_job`` restricted to the affected ``raw/raw_<dataset>`` assets
 and everything downstream of them. A burst of files is one run per tick, however many files.
+The tick also records a materialization of each affected ``s3/<dataset>`` landing asset: the
+files arrived from outside Dagster (``movielens land``, another system), and the asset page
+shows them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from itertools import chain
 import dagster as dg
 from botocore.exceptions import ClientError
 
+from movielens_assets.assets.landing import landing_key
 from movielens_assets.assets.raw import raw_key
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib.cursor import LandingCursor, diff_listing, run_key_for
@@ -76,6 +80,29 @@ def run_tags(new_by_dataset: Mapping[str, Sequence[S3Object]]) -> dict[str, str]
     for dataset, objects in sorted(new_by_dataset.items()):
         tags[f"{TAG_PREFIX}/new_files.{dataset}"] = str(len(objects))
     return tags
+
+
+def landing_materialization(
+    dataset: str, new: Sequence[S3Object], s3: LandingBucket
+) -> dg.AssetMaterialization:
+    """The ``s3/<dataset>`` landing asset got ``new`` objects in its folder.
+
+    A materialization, not an observation: the folder's content changed (new data arrived), which
+    is what the asset's materializations record when Dagster uploads files itself.
+    """
+    prefix = s3.dataset_prefix(dataset)
+    newest = max(new, key=lambda obj: (obj.last_modified is not None, obj.last_modified, obj.key))
+    return dg.AssetMaterialization(
+        asset_key=landing_key(dataset),
+        description=f"{len(new)} new file(s) seen by {SENSOR_NAME}.",
+        metadata={
+            "s3_uri": dg.MetadataValue.url(s3.dataset_uri(dataset)),
+            "files": dg.MetadataValue.json([obj.key.removeprefix(prefix) for obj in new]),
+            "files_new": len(new),
+            "bytes": sum(obj.size for obj in new),
+            "newest_key": newest.key,
+        },
+    )
 
 
 def raw_and_downstream_keys(
@@ -149,7 +176,13 @@ def evaluate_landing(context: dg.SensorEvaluationContext, s3: LandingBucket) -> 
         asset_selection=raw_and_downstream_keys(context, sorted(new_by_dataset)),
         tags=run_tags(new_by_dataset),
     )
-    return dg.SensorResult(run_requests=[run_request], cursor=cursor.serialize())
+    landed = [
+        landing_materialization(name, objects, s3)
+        for name, objects in sorted(new_by_dataset.items())
+    ]
+    return dg.SensorResult(
+        run_requests=[run_request], asset_events=landed, cursor=cursor.serialize()
+    )
 
 
 def build_s3_landing_sensor(

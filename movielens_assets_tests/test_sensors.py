@@ -186,6 +186,43 @@ def test_new_files_request_one_run_of_their_raw_assets_everything_downstream_and
     }
 
 
+def test_new_files_are_reported_on_their_landing_assets_with_their_names_and_bytes(sensor):
+    sensor.put("ratings", "ratings-b.csv", CSV)
+    sensor.put("ratings", "ratings-c.csv", CSV + b"2,2,3.5,964982703\n")
+    sensor.put("tags", "tags.csv", b"userId,movieId,tag,timestamp\n1,1,funny,964982703\n")
+    sensor.put("tags", "README.txt", b"not a data file")
+    time.sleep(1.1)  # S3 keeps whole seconds: the last file is the newest by time, not by name
+    sensor.put("ratings", "ratings-a.csv", CSV + b"3,3,2.5,964982703\n")
+
+    first = sensor.tick()
+    again = sensor.tick()
+
+    client = sensor.landing.get_client()
+    events = {event.asset_key: event for event in first.asset_events}
+    assert set(events) == {dg.AssetKey(["s3", "ratings"]), dg.AssetKey(["s3", "tags"])}
+    for dataset in ("ratings", "tags"):
+        prefix = f"landing/{dataset}/"
+        listed = client.list_objects_v2(Bucket=sensor.landing.bucket, Prefix=prefix)["Contents"]
+        data = [item for item in listed if item["Key"].endswith(".csv")]
+        metadata = events[dg.AssetKey(["s3", dataset])].metadata
+        assert isinstance(events[dg.AssetKey(["s3", dataset])], dg.AssetMaterialization)
+        assert sorted(metadata["files"].value) == sorted(
+            item["Key"].removeprefix(prefix) for item in data
+        )
+        assert metadata["files_new"].value == len(data)
+        assert metadata["bytes"].value == sum(item["Size"] for item in data)
+        assert metadata["s3_uri"].value == f"s3://{sensor.landing.bucket}/{prefix}"
+        newest = max(data, key=lambda item: item["LastModified"])
+        assert [i for i in data if i["LastModified"] == newest["LastModified"]] == [newest]
+        assert metadata["newest_key"].value == newest["Key"]
+    assert (
+        events[dg.AssetKey(["s3", "ratings"])]
+        .metadata["newest_key"]
+        .value.endswith("ratings-a.csv")
+    )
+    assert again.asset_events == []
+
+
 def test_two_files_landing_in_the_same_second_each_trigger_exactly_once(sensor):
     sensor.tick()  # warm up: the first evaluation builds the code location
     for attempt in range(3):  # a slow tick can push the second file into the next second
