@@ -28,7 +28,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _progress(f"movielens run: --data {args.data} is not a folder")
         return 2
     _progress(f"movielens run: state in {settings.home} (MOVIELENS_HOME)")
-    summary = run_pipeline(settings, data_dir=data_dir, full_refresh=args.full_refresh)
+    summary = run_pipeline(
+        settings,
+        data_dir=data_dir,
+        full_refresh=args.full_refresh,
+        progress=lambda line: _progress(f"movielens run: {line}"),
+    )
     print(format_summary(summary))
     if args.summary_json:
         Path(args.summary_json).write_text(summary.to_json())

@@ -32,6 +32,7 @@ from pathlib import Path
 import duckdb
 
 from movielens_assets.datasets import DATASETS
+from movielens_assets.lib.progress import DEFAULT_INTERVAL_SECONDS, logged_progress
 
 ML_20M_RATINGS = 20_000_263
 """Ratings in ml-20m; ``generate`` at this size reproduces every ml-20m row count."""
@@ -188,6 +189,7 @@ def generate(
     seed: int = 42,
     progress: Callable[[str], None] | None = None,
     movie_ids: Sequence[int] = (),
+    progress_interval: float = DEFAULT_INTERVAL_SECONDS,
 ) -> dict[str, int]:
     """Write an ml-20m-shaped MovieLens set with ``ratings`` ratings into ``out_dir``.
 
@@ -195,6 +197,8 @@ def generate(
     ``genome_tags``, ``genome_scores``). The files are byte-identical for the same ``ratings``,
     ``seed`` and ``movie_ids``; ``progress`` is called once per file written. ``movie_ids`` are
     real MovieLens ids that must exist (reference data such as the dbt seed is keyed by them).
+    While a file is written, ``progress`` also gets its percentage every ``progress_interval``
+    seconds (and 10 percent).
     """
     sizes = plan(ratings)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -207,7 +211,10 @@ def generate(
             written = {}
             for name, query in _dataset_queries(sizes).items():
                 path = out_dir / DATASETS[name].grouplens_file
-                written[name] = _copy_to_csv(con, query, path)
+                with logged_progress(
+                    con.query_progress, path.name, None, report, interval=progress_interval
+                ):
+                    written[name] = _copy_to_csv(con, query, path)
                 if written[name] != sizes.rows[name]:
                     raise GenerationError(
                         f"{path} got {written[name]:,} rows instead of {sizes.rows[name]:,}; "
@@ -262,7 +269,9 @@ def genome_vocabulary(count: int) -> tuple[str, ...]:
 def _connect(spill_dir: Path, seed: int) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that spills to ``spill_dir``, with the seeded random macros."""
     con = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": str(spill_dir)})
-    con.execute("set enable_progress_bar = false")  # progress is reported per file instead
+    # Progress is read with query_progress() (generate's progress callback), not printed by DuckDB.
+    con.execute("set enable_progress_bar = true")
+    con.execute("set enable_progress_bar_print = false")
     for macro in _random_macros(int(seed)):
         con.execute(macro)
     return con

@@ -10,6 +10,9 @@ import contextlib
 import json
 import os
 import sys
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,12 +187,105 @@ def top_movies(settings: Settings, warehouse: Any, limit: int = 10) -> list[dict
     ]
 
 
+PROGRESS_NOUNS = {
+    "landing": "datasets in S3",
+    "raw": "datasets loaded",
+    "dbt": "models, seeds and snapshots built",
+}
+"""What a stage's progress line counts."""
+
+
+class RunProgress:
+    """A run's step, asset and check events as short progress lines (``raw: 3/6 datasets
+    loaded``).
+
+    ``totals`` is how many assets each stage materializes (``{"raw": 6, ...}``).
+    """
+
+    def __init__(self, totals: Mapping[str, int]) -> None:
+        self.totals = dict(totals)
+        self.assets: Counter[str] = Counter()
+        self.checks: Counter[str] = Counter()
+        self.failed_checks: Counter[str] = Counter()
+        self.started: dict[str, float] = {}
+
+    def update(self, stage: str, kind: str, at: float, passed: bool = True) -> str | None:
+        """The line for one event of ``stage`` at time ``at``, if it is worth one.
+
+        ``kind`` is ``start``, ``asset`` (one materialized), ``check`` (one evaluated; no line
+        of its own, counted in the next) or ``end`` (``passed`` False: the step failed).
+        """
+        if kind == "start":
+            self.started[stage] = at
+            return f"{stage}: started"
+        if kind == "check":
+            self.checks[stage] += 1
+            self.failed_checks[stage] += 0 if passed else 1
+            return None
+        if kind == "asset":
+            self.assets[stage] += 1
+        count = f"{self.assets[stage]}/{self.totals.get(stage, 0)} {PROGRESS_NOUNS[stage]}"
+        if kind == "asset":
+            return f"{stage}: {count}{self._checks(stage)}"
+        if kind == "end":
+            seconds = at - self.started.get(stage, at)
+            outcome = "done" if passed else "FAILED"
+            return f"{stage}: {outcome} in {seconds:.1f} s, {count}{self._checks(stage)}"
+        return None
+
+    def _checks(self, stage: str) -> str:
+        if not self.checks[stage]:
+            return ""
+        failed = self.failed_checks[stage]
+        return f", {self.checks[stage]} checks" + (f" ({failed} failed)" if failed else "")
+
+
+def stage_totals(job: dg.JobDefinition) -> dict[str, int]:
+    """How many assets each stage of ``job`` materializes."""
+    return {
+        STAGES[assets_def.node_def.name]: len(assets_def.keys)
+        for assets_def in job.asset_layer.asset_graph.assets_defs
+        if assets_def.is_executable and assets_def.node_def.name in STAGES
+    }
+
+
+def progress_listener(progress: RunProgress, emit: Callable[[str], None]) -> Callable[[Any], None]:
+    """An instance event listener that emits ``progress``' lines for a run's events."""
+    kinds = {
+        dg.DagsterEventType.STEP_START: "start",
+        dg.DagsterEventType.ASSET_MATERIALIZATION: "asset",
+        dg.DagsterEventType.ASSET_CHECK_EVALUATION: "check",
+        dg.DagsterEventType.STEP_SUCCESS: "end",
+        dg.DagsterEventType.STEP_FAILURE: "end",
+    }
+
+    def listen(entry: Any) -> None:
+        event = entry.dagster_event
+        if event is None or event.step_key not in STAGES or event.event_type not in kinds:
+            return
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            passed = event.event_specific_data.passed
+        else:
+            passed = event.event_type != dg.DagsterEventType.STEP_FAILURE
+        line = progress.update(
+            STAGES[event.step_key], kinds[event.event_type], entry.timestamp, passed
+        )
+        if line:
+            emit(line)
+
+    return listen
+
+
 def run_pipeline(
     settings: Settings,
     data_dir: Path | None = None,
     full_refresh: bool = False,
+    progress: Callable[[str], None] | None = None,
 ) -> Summary:
-    """Materialize every asset and evaluate every check in one recorded Dagster run."""
+    """Materialize every asset and evaluate every check in one recorded Dagster run.
+
+    ``progress`` receives a line per stage start and end and per materialized asset.
+    """
     prepare_instance(settings)
     ensure_manifest()
     from movielens_assets.definitions import build_definitions
@@ -200,10 +296,15 @@ def run_pipeline(
         defs = build_definitions(settings)
         job = defs.resolve_job_def("movielens_pipeline")
         with dg.DagsterInstance.get() as instance:
+            run_id = str(uuid.uuid4())
+            if progress is not None:
+                listener = progress_listener(RunProgress(stage_totals(job)), progress)
+                instance.add_event_listener(run_id, listener)
             result = job.execute_in_process(
                 run_config=run_config(data_dir, full_refresh),
                 instance=instance,
                 raise_on_error=False,
+                run_id=run_id,
             )
             summary = summarize(result, job)
             summary.stages = stage_seconds(instance, result.run_id)

@@ -8,6 +8,7 @@ Python's csv module.
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -19,6 +20,7 @@ import duckdb
 import pytest
 
 from movielens_assets.datasets import DATASETS
+from movielens_assets.runner import AssetLine, Summary, format_summary
 from movielens_assets_tests.conftest import csv_rows
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +49,7 @@ def first_run(tmp_path_factory):
     summary_path = home / "summary.json"
     result = movielens(home, "run", "--summary-json", str(summary_path))
     assert result.returncode == 0, result.stdout + result.stderr
-    return home, json.loads(summary_path.read_text()), result.stdout
+    return home, json.loads(summary_path.read_text()), result
 
 
 def sample_file(home: Path, dataset: str) -> Path:
@@ -66,7 +68,7 @@ def test_every_raw_table_holds_every_csv_row(first_run):
 
 
 def test_every_asset_is_materialized_and_every_check_passed(first_run):
-    _, summary, stdout = first_run
+    _, summary, result = first_run
     assert summary["success"] is True
     assert {asset["status"] for asset in summary["assets"]} == {"materialized"}
     manifest = json.loads((Path("movielens_dbt") / "target" / "manifest.json").read_text())
@@ -77,7 +79,39 @@ def test_every_asset_is_materialized_and_every_check_passed(first_run):
     assert summary["checks"]["failed"] == 0
     assert set(summary["stages"]) == {"landing", "raw", "dbt"}
     assert all(seconds > 0 for seconds in summary["stages"].values())
-    assert "Checks:" in stdout and "Top 10 movies" in stdout
+    assert "Checks:" in result.stdout and "Top 10 movies" in result.stdout
+
+
+def test_the_run_shows_progress_on_stderr_and_only_the_summary_on_stdout(first_run):
+    _, summary, result = first_run
+    prefix = "movielens run: "
+    lines = [line[len(prefix) :] for line in result.stderr.splitlines() if line.startswith(prefix)]
+    manifest = json.loads((Path("movielens_dbt") / "target" / "manifest.json").read_text())
+    nodes = manifest["nodes"].values()
+    tests = sum(1 for node in nodes if node["resource_type"] == "test")
+    built = sum(
+        1
+        for node in nodes
+        if node["resource_type"] in ("seed", "snapshot")
+        or (node["resource_type"] == "model" and node["config"]["materialized"] != "ephemeral")
+    )
+    datasets = len(DATASETS)
+
+    starts = [lines.index(f"{stage}: started") for stage in ("landing", "raw", "dbt")]
+    assert starts == sorted(starts)
+    loaded = [line for line in lines if line.startswith("raw: ") and "started" not in line]
+    assert loaded[:-1] == [f"raw: {n}/{datasets} datasets loaded" for n in range(1, datasets + 1)]
+    assert re.fullmatch(
+        rf"raw: done in [\d.]+ s, {datasets}/{datasets} datasets loaded", loaded[-1]
+    )
+    dbt_done = rf"dbt: done in [\d.]+ s, {built}/{built} models, seeds and snapshots built"
+    assert re.fullmatch(rf"{dbt_done}, {tests} checks", lines[-1])
+    assert len([line for line in lines if line.startswith("dbt: ")]) == built + 2
+    # stdout is the summary and nothing else
+    assert "movielens run:" not in result.stdout
+    assert result.stdout.startswith(f"Run {summary['run_id']}: SUCCESS\n")
+    assets = [AssetLine(**asset) for asset in summary["assets"]]
+    assert result.stdout == format_summary(Summary(**{**summary, "assets": assets})) + "\n"
 
 
 def test_dim_movies_keeps_titles_intact_and_empty_genre_arrays(first_run):

@@ -32,6 +32,11 @@ from pydantic import Field
 
 from movielens_assets.datasets import DATASETS, LEDGER_TABLE, METADATA_COLUMNS, Dataset
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.lib.progress import (
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_STEP_PERCENT,
+    logged_progress,
+)
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.warehouse.base import (
     REJECTIONS_TABLE,
@@ -46,11 +51,6 @@ from movielens_assets.warehouse.base import (
     WarehouseBusyError,
     new_objects,
     on_error_from_env,
-)
-from movielens_assets.warehouse.progress import (
-    DEFAULT_INTERVAL_SECONDS,
-    DEFAULT_STEP_PERCENT,
-    logged_progress,
 )
 
 RAW_SCHEMA = "raw"
@@ -551,7 +551,7 @@ class DuckDBWarehouse(Warehouse):
         cursor.execute("set enable_progress_bar = true")
         cursor.execute("set enable_progress_bar_print = false")
         return logged_progress(
-            cursor.query_progress, label, size, log, self.progress_interval, self.progress_step
+            cursor.query_progress, label, size, log.info, self.progress_interval, self.progress_step
         )
 
     def _record_rejections(

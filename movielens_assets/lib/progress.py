@@ -1,6 +1,6 @@
-"""Progress of one long statement (a big file's load), polled from a helper thread and logged.
+"""Progress of one long statement (a big file's load or write), polled from a helper thread.
 
-The engine reports a percentage (DuckDB's ``query_progress()``); a line is logged at most once
+The engine reports a percentage (DuckDB's ``query_progress()``); a line is emitted at most once
 per ``interval`` seconds and once per ``step`` percent, e.g.
 ``ratings: landing/ratings/ratings.csv: 40% (of 533,444,123 bytes) after 6.0 s``.
 """
@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 DEFAULT_INTERVAL_SECONDS = 5.0
 DEFAULT_STEP_PERCENT = 10.0
@@ -39,21 +38,22 @@ class ProgressThrottle:
         return True
 
 
-def progress_line(label: str, percent: float, size_bytes: int, elapsed: float) -> str:
-    """One log line of progress."""
-    return f"{label}: {percent:.0f}% (of {size_bytes:,} bytes) after {elapsed:.1f} s"
+def progress_line(label: str, percent: float, size_bytes: int | None, elapsed: float) -> str:
+    """One line of progress; the size is left out when it is not known."""
+    of = f" (of {size_bytes:,} bytes)" if size_bytes is not None else ""
+    return f"{label}: {percent:.0f}%{of} after {elapsed:.1f} s"
 
 
 @contextmanager
 def logged_progress(
     read_percent: Callable[[], float],
     label: str,
-    size_bytes: int,
-    log: Any,
+    size_bytes: int | None,
+    emit: Callable[[str], None],
     interval: float = DEFAULT_INTERVAL_SECONDS,
     step: float = DEFAULT_STEP_PERCENT,
 ) -> Iterator[None]:
-    """Log the progress ``read_percent()`` reports while the ``with`` block runs.
+    """Emit (log, print) the progress ``read_percent()`` reports while the ``with`` block runs.
 
     ``read_percent`` returns 0-100, or a negative number while the engine cannot tell.
     """
@@ -69,7 +69,7 @@ def logged_progress(
                 return
             elapsed = time.monotonic() - started
             if throttle.due(percent, elapsed):
-                log.info(progress_line(label, percent, size_bytes, elapsed))
+                emit(progress_line(label, percent, size_bytes, elapsed))
 
     watcher = threading.Thread(target=watch, name=f"progress of {label}", daemon=True)
     watcher.start()
