@@ -43,10 +43,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     """Write an ml-20m-shaped data set."""
     from movielens_assets.generate import generate
+    from movielens_assets.project import seed_movie_ids
 
     out = Path(args.out)
     started = time.monotonic()
-    counts = generate(out, ratings=args.ratings, seed=args.seed, progress=_progress)
+    counts = generate(
+        out, ratings=args.ratings, seed=args.seed, progress=_progress, movie_ids=seed_movie_ids()
+    )
     for name, rows in counts.items():
         print(f"{name:<14} {rows:>12,} rows")
     print(f"wrote {out} in {time.monotonic() - started:.1f} s")
