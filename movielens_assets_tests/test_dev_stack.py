@@ -238,6 +238,13 @@ def test_a_late_ratings_file_with_re_ratings_and_old_timestamps_is_merged_row_by
         entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]
     }
     assert metadata["rows_processed"] == len(csv_rows(batch))
+    # the sensor's tick recorded the file on the landing asset (no run of its own)
+    landed = stack.graphql(MATERIALIZATION_QUERY, {"path": ["s3", "ratings"]})
+    materialization = landed["assetOrError"]["assetMaterializations"][0]
+    metadata = {
+        entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]
+    }
+    assert (metadata["files_new"], metadata["bytes"]) == (1, batch.stat().st_size)
 
 
 def test_landing_the_same_file_again_adds_nothing(stack, tmp_path):
