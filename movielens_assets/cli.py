@@ -99,6 +99,7 @@ def cmd_land(args: argparse.Namespace) -> int:
 
 def cmd_dev(args: argparse.Namespace) -> int:
     """Start the local S3 server, the Dagster webserver and the daemon until interrupted."""
+    from movielens_assets.lib.redact import redact
     from movielens_assets.local_s3 import s3_endpoint
     from movielens_assets.runner import ensure_manifest, prepare_instance
 
@@ -130,7 +131,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             ),
         ]
         _progress(
-            f"movielens dev: UI on http://127.0.0.1:{args.port}, S3 at {endpoint or 'AWS'}, "
+            f"movielens dev: UI on http://127.0.0.1:{args.port}, "
+            f"S3 at {redact(endpoint) if endpoint else 'AWS'}, "
             f"state in {settings.home}. Ctrl-C stops."
         )
         stop = {"now": False}

@@ -22,6 +22,7 @@ from movielens_assets.assets.landing import landing_key
 from movielens_assets.assets.raw import raw_key
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib.cursor import LandingCursor, diff_listing, run_key_for
+from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.resources import LandingBucket
 from movielens_assets.schedules import raw_and_downstream, raw_and_downstream_job
@@ -212,6 +213,7 @@ def build_s3_landing_sensor(
         ``stopped`` overrides that; ``MOVIELENS_SENSOR_INTERVAL`` sets the seconds between ticks
         (default 30). A status set in the UI wins over the default.
         """
-        return evaluate_landing(context, s3)
+        with redacted_errors():  # a tick's error is stored; S3's may name a URI with a password
+            return evaluate_landing(context, s3)
 
     return s3_landing_sensor

@@ -16,6 +16,7 @@ from pydantic import Field
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.lib.local_files import LocalFile, count_data_rows, find_local_files
+from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.resources import LandingBucket
 from movielens_assets.sample import sample_dir
 
@@ -85,10 +86,10 @@ def landing_files(
     """Upload each selected dataset's local files to ``s3://<bucket>/<prefix>/<dataset>/``."""
     data_dir = config.resolve()
     local = find_local_files(data_dir)
-    client = s3.get_client()
-    s3lib.ensure_bucket(client, s3.bucket)
     selected = [key.path[-1] for key in context.selected_asset_keys]
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with redacted_errors(), ThreadPoolExecutor(max_workers=4) as pool:  # errors name the endpoint
+        client = s3.get_client()
+        s3lib.ensure_bucket(client, s3.bucket)
         uploads = pool.map(lambda name: upload_dataset(s3, client, local[name]), selected)
         results = dict(zip(selected, uploads, strict=True))
     for name in selected:

@@ -10,6 +10,7 @@ import dagster as dg
 
 from movielens_assets.assets.landing import landing_key
 from movielens_assets.datasets import DATASETS
+from movielens_assets.lib.redact import RedactedLog, redact_json, redacted_errors
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import Settings, freshness_policy
 from movielens_assets.warehouse.base import LoadError, LoadReport, Warehouse
@@ -22,7 +23,7 @@ def raw_key(dataset: str) -> dg.AssetKey:
 
 def raw_metadata(report: LoadReport, uri: str) -> dict[str, object]:
     """What the asset page shows about one dataset's load."""
-    file_results = report.file_results()
+    file_results = redact_json(report.file_results())  # the warehouse's own error texts
     return {
         **({"copy_results": dg.MetadataValue.json(file_results)} if file_results else {}),
         "s3_uri": dg.MetadataValue.url(uri),
@@ -70,31 +71,34 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
     def raw_tables(context: dg.AssetExecutionContext, s3: LandingBucket, warehouse: Warehouse):
         """Load every S3 file of each selected dataset that the ledger does not hold yet."""
         selected = [key.path[-1].removeprefix("raw_") for key in context.selected_asset_keys]
-        client = s3.get_client()
-        warehouse.ensure_raw_tables()
+        log = RedactedLog(context.log)
+        with redacted_errors():  # an S3 or warehouse error may name a URI with a password
+            client = s3.get_client()
+            warehouse.ensure_raw_tables()
 
-        def load(dataset: str) -> LoadReport:
-            objects = s3.list_dataset(dataset, client)
-            return warehouse.load_dataset(
-                dataset, objects, client, s3.bucket, context.run_id, context.log
-            )
-
-        failures: list[str] = []
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            futures = {name: pool.submit(load, name) for name in selected}
-            for name, future in futures.items():
-                try:
-                    report = future.result()
-                except LoadError as error:
-                    failures.append(f"raw_{name}: {error}")
-                    continue
-                yield dg.MaterializeResult(
-                    asset_key=raw_key(name), metadata=raw_metadata(report, s3.dataset_uri(name))
+            def load(dataset: str) -> LoadReport:
+                objects = s3.list_dataset(dataset, client)
+                return warehouse.load_dataset(
+                    dataset, objects, client, s3.bucket, context.run_id, log
                 )
-        if failures:
-            raise dg.Failure(
-                description="RAW load failed; files loaded before the error are kept:\n"
-                + "\n".join(failures)
-            )
+
+            failures: list[str] = []
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                futures = {name: pool.submit(load, name) for name in selected}
+                for name, future in futures.items():
+                    try:
+                        report = future.result()
+                    except LoadError as error:
+                        failures.append(f"raw_{name}: {error}")
+                        continue
+                    yield dg.MaterializeResult(
+                        asset_key=raw_key(name),
+                        metadata=raw_metadata(report, s3.dataset_uri(name)),
+                    )
+            if failures:
+                raise dg.Failure(
+                    description="RAW load failed; files loaded before the error are kept:\n"
+                    + "\n".join(failures)
+                )
 
     return raw_tables

@@ -28,6 +28,7 @@ import dagster as dg
 from pydantic import Field
 
 from movielens_assets.datasets import DATASETS
+from movielens_assets.lib.redact import redact_secrets
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.settings import ConfigurationError
 
@@ -82,7 +83,14 @@ staging; RAW keeps every row of a valid file as it was landed.
 
 
 class LoadError(Exception):
-    """A file could not be loaded; nothing of it was committed."""
+    """A file could not be loaded; nothing of it was committed.
+
+    The message is redacted (``lib/redact.py``): it reaches run logs, asset metadata and the
+    rejections table, and may quote a warehouse's or S3's own error text.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_secrets(message))
 
 
 class BadFileError(LoadError):
