@@ -52,6 +52,12 @@ from movielens_assets.warehouse.base import (
     new_objects,
     on_error_from_env,
 )
+from movielens_assets.warehouse.csv_files import (
+    RELOAD_HINT,
+    check_header,
+    check_not_empty,
+    shown,
+)
 
 RAW_SCHEMA = "raw"
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -59,12 +65,6 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 warehouses load the same files. A longer line is a bad file (usually a quote never closed)."""
 SCRATCH_DIR = ".load-scratch"
 """Beside the DuckDB file: where objects are downloaded before DuckDB reads them."""
-SHOWN_LINE_CHARS = 120
-"""How much of an offending line an error message quotes."""
-RELOAD_HINT = (
-    "Nothing of this file was loaded. Fix the file and land it again (a new file, or the same "
-    "key with new content)."
-)
 GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -144,15 +144,6 @@ TYPE_WORDS = {
     "BIGINT": "a whole number",
     "DOUBLE": "a number",
 }
-
-
-def shown(text: str) -> str:
-    """An offending line as an error message quotes it: control characters escaped, shortened."""
-    escaped = "".join(
-        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
-        for char in text[: SHOWN_LINE_CHARS + 1]
-    )
-    return escaped[:SHOWN_LINE_CHARS] + " [...]" if len(text) > SHOWN_LINE_CHARS else escaped
 
 
 def explain_csv_error(message: str, dataset: Dataset | None = None) -> CsvProblem:
@@ -283,41 +274,9 @@ def first_line(path: Path, key: str) -> str:
     return raw.decode("utf-8-sig", errors="replace").rstrip("\r\n")
 
 
-def check_header(dataset: Dataset, key: str, header_line: str) -> None:
-    """Raise ``BadFileError`` unless the header is exactly the GroupLens header."""
-    expected = ",".join(dataset.header)
-    if header_line == expected:
-        return
-    hint = f"A {dataset.name} file must start with the header line {expected!r}. {RELOAD_HINT}"
-    if not header_line:
-        raise BadFileError(key, "has no header line (the first line is empty)", hint, line=1)
-    found = header_line.split(",")
-    for position, (got, want) in enumerate(zip(found, dataset.header, strict=False), start=1):
-        if got != want:
-            raise BadFileError(
-                key,
-                f"header has {shown(got)!r} where {want!r} was expected",
-                hint,
-                line=1,
-                column=f"{position}",
-            )
-    raise BadFileError(
-        key,
-        f"header has {len(found)} columns, {dataset.name} files have {len(dataset.header)}",
-        hint,
-        line=1,
-    )
-
-
 def check_file(dataset: Dataset, key: str, path: Path) -> None:
     """Raise ``BadFileError`` for an empty file, a false ``.gz`` or a wrong header."""
-    if path.stat().st_size == 0:
-        raise BadFileError(
-            key,
-            "is empty (0 bytes)",
-            f"A {dataset.name} file must start with the header line "
-            f"{','.join(dataset.header)!r}. {RELOAD_HINT}",
-        )
+    check_not_empty(dataset, key, path.stat().st_size)
     check_header(dataset, key, first_line(path, key))
 
 

@@ -71,7 +71,12 @@ from movielens_assets.warehouse.base import (
     new_objects,
     on_error_from_env,
 )
-from movielens_assets.warehouse.duckdb import RELOAD_HINT, check_header, shown
+from movielens_assets.warehouse.csv_files import (
+    RELOAD_HINT,
+    check_header,
+    check_not_empty,
+    shown,
+)
 
 RAW_SCHEMA = "RAW"
 LEDGER = f"{RAW_SCHEMA}.LOAD_LEDGER"
@@ -605,13 +610,7 @@ def check_object(dataset: Dataset, obj: S3Object, s3: Any, bucket: str) -> None:
 
     ``SKIP_HEADER = 1`` would otherwise skip a wrong header silently.
     """
-    if obj.size == 0:
-        raise BadFileError(
-            obj.key,
-            "is empty (0 bytes)",
-            f"A {dataset.name} file must start with the header line "
-            f"{','.join(dataset.header)!r}. {RELOAD_HINT}",
-        )
+    check_not_empty(dataset, obj.key, obj.size)
     check_header(dataset, obj.key, object_header(s3, bucket, obj.key))
 
 
