@@ -24,6 +24,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     data_dir = Path(args.data).resolve() if args.data else None
+    # Resolved now: dbt's in-process adapter may change the working directory during the run.
+    summary_json = Path(args.summary_json).resolve() if args.summary_json else None
     if data_dir and not data_dir.is_dir():
         _progress(f"movielens run: --data {args.data} is not a folder")
         return 2
@@ -35,8 +37,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=lambda line: _progress(f"movielens run: {line}"),
     )
     print(format_summary(summary))
-    if args.summary_json:
-        Path(args.summary_json).write_text(summary.to_json())
+    if summary_json:
+        summary_json.write_text(summary.to_json())
     return 0 if summary.success else 1
 
 
