@@ -86,6 +86,17 @@ def dbt_tests_of(unique_id: str) -> set[str]:
     return attached
 
 
+def dbt_test_description(name: str) -> str:
+    """The description the dbt project gives a test, as the manifest has it."""
+    manifest = json.loads(movielens_project.manifest_path.read_text())
+    (node,) = [
+        node
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "test" and node["name"] == name
+    ]
+    return node["description"].strip()
+
+
 def dbt_columns_of(unique_id: str) -> list[str]:
     """Column names the dbt project documents for a model."""
     manifest = json.loads(movielens_project.manifest_path.read_text())
@@ -323,6 +334,13 @@ def test_a_rating_of_an_unknown_movie_shows_its_dbt_test_failed(sample_built, pa
     unique_id = re.compile(rf"^test\.movielens_dbt\.{BAD_CHECK}\.\w+$")
     expect(page.get_by_role("cell", name=unique_id)).to_be_visible()
     expect(page.get_by_text("Evaluation result").locator("xpath=..")).to_contain_text("Failed")
+    expect(page.get_by_text(dbt_test_description(BAD_CHECK), exact=True)).to_be_visible()
     failed_rows = page.get_by_role("row").filter(has_text="dagster_dbt/failed_row_count")
     expect(failed_rows.get_by_role("cell").last).to_have_text("1")
     screenshot(page, "checks-failed")
+    # and a sample of them, behind "[Show Markdown]": the bad file's row, its unknown movie
+    sample = page.get_by_role("row").filter(has_text="failing_rows_sample")
+    sample.get_by_text("[Show Markdown]").click()
+    expect(
+        page.get_by_role("dialog").get_by_role("cell", name=str(UNKNOWN_MOVIE_ID))
+    ).to_be_visible()
