@@ -1,6 +1,8 @@
 """The code location as Dagster loads it: keys, groups, kinds, checks and lineage."""
 
 import json
+import re
+import subprocess
 
 import dagster as dg
 import pytest
@@ -10,6 +12,7 @@ from movielens_assets.checks import NO_REJECTED_FILES, ROWS_MATCH_LEDGER
 from movielens_assets.datasets import DATASETS
 from movielens_assets.definitions import build_definitions
 from movielens_assets.project import movielens_project
+from movielens_assets.resources import dbt_resource
 from movielens_assets.settings import Settings
 
 
@@ -126,3 +129,15 @@ def test_every_dbt_test_check_has_a_readable_description(graph, manifest):
     singular = yaml.safe_load((movielens_project.project_dir / "tests/_tests.yml").read_text())
     for entry in singular["data_tests"]:
         assert described[entry["name"]].strip() == entry["description"].strip()
+
+
+def test_the_dbt_resource_knows_the_version_the_dbt_executable_reports():
+    """The resource reads dbt's version from the installed package instead of starting
+    ``dbt --version`` at every step; the executable itself must agree."""
+    dbt = dbt_resource(Settings.from_env())
+    reported = subprocess.run(
+        [dbt.dbt_executable, "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    installed = re.search(r"installed:\s*(\d+\.\d+\.\d+)", reported)
+    assert installed, reported
+    assert str(dbt._cli_version) == installed.group(1)
