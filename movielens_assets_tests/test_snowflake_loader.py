@@ -60,6 +60,7 @@ import snowflake.connector
 from fakesnow.copy_into import ReadCSV
 from sqlglot import exp
 
+from movielens_assets.assets.dbt_failing_rows import sample_sql
 from movielens_assets.assets.raw import raw_metadata
 from movielens_assets.checks import reconciliation_sql, rejections_sql
 from movielens_assets.datasets import DATASETS
@@ -509,3 +510,23 @@ def test_a_relevance_outside_zero_to_one_is_rejected_under_skip_file(landing, sk
     assert [item.key for item in report.rejected] == [bad_key]
     assert "relevance is 1.5, but must be a relevance between 0 and 1" in report.rejected[0].error
     assert select('select "_SOURCE_FILE" from RAW.RAW_GENOME_SCORES') == [(good_key,)]
+
+
+def test_a_failed_checks_sample_of_rows_comes_back_with_its_column_names(landing, warehouse):
+    """Emulator (fakesnow) standing in for Snowflake: the query a failed dbt test's sample runs
+    (``query_with_columns`` through ``sample_sql``) returns the column names and the rows, the
+    same rows Python's csv module finds in the file."""
+    path = SAMPLE / "ratings.csv"
+    land(landing, "ratings", path, path.name)
+    load(warehouse, landing, "ratings")
+    per_movie: dict[str, list[tuple[int, float]]] = {}
+    for user_id, movie_id, rating, _ in csv_rows(path):
+        per_movie.setdefault(movie_id, []).append((int(user_id), float(rating)))
+    movie_id, expected = next((m, r) for m, r in per_movie.items() if 2 <= len(r) <= 4)
+
+    failing = f'select "USERID", "RATING" from RAW.RAW_RATINGS where "MOVIEID" = {int(movie_id)}'
+    columns, rows = warehouse.query_with_columns(sample_sql(failing))
+    assert [column.upper() for column in columns] == ["USERID", "RATING"]
+    assert sorted((int(user), float(rating)) for user, rating in rows) == sorted(expected)
+    capped = warehouse.query_with_columns(sample_sql('select "USERID" from RAW.RAW_RATINGS', 3))
+    assert len(capped[1]) == 3

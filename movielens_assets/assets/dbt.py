@@ -16,6 +16,7 @@ from pydantic import Field
 
 from movielens_assets.assets.dbt_failing_rows import with_failing_rows
 from movielens_assets.assets.dbt_metadata import load_watermark, model_metadata, model_relations
+from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.project import keep_parse_state, movielens_project
 from movielens_assets.settings import Settings, freshness_policy
 from movielens_assets.warehouse.base import Warehouse
@@ -106,51 +107,54 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
         config: DbtBuildConfig,
     ) -> Iterator[Any]:
         """``dbt build`` of the selected models, seed, snapshot and tests."""
-        os.environ.update(warehouse.dbt_env(context.run_id))
-        relations = model_relations(context)
-        watermarks = {
-            key: load_watermark(warehouse, relation)
-            for key, relation in relations.items()
-            if relation.incremental
-        }
-        args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
-        invocation = dbt.cli(args, context=context)
-        # Buffered: on DuckDB, metadata can only be read once dbt has let go of the file. A
-        # failed dbt test raises after the events of everything dbt did: keep those, yield
-        # them, then re-raise, so the run still shows what was built and which checks failed.
-        built: list[Any] = []
-        failure: DagsterDbtCliRuntimeError | None = None
-        try:
-            # dbt's events first, read as dbt writes them. Only then the row counts and column
-            # metadata: dagster-dbt's fetchers run the stream through Dagster's imap, which spins
-            # on a core while it waits for events (half of a 2-core machine, all the dbt run).
+        # dbt's errors and the warehouse's are stored with the run: no password in them.
+        with redacted_errors():
+            os.environ.update(warehouse.dbt_env(context.run_id))
+            relations = model_relations(context)
+            watermarks = {
+                key: load_watermark(warehouse, relation)
+                for key, relation in relations.items()
+                if relation.incremental
+            }
+            args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+            invocation = dbt.cli(args, context=context)
+            # Buffered: on DuckDB, metadata can only be read once dbt has let go of the file. A
+            # failed dbt test raises after the events of everything dbt did: keep those, yield
+            # them, then re-raise, so the run still shows what was built and which checks failed.
+            built: list[Any] = []
+            failure: DagsterDbtCliRuntimeError | None = None
             try:
-                for event in invocation.stream():
-                    built.append(event)
-            except DagsterDbtCliRuntimeError as error:
-                failure = error
-            with_metadata = DbtEventIterator(iter(built), dbt_cli_invocation=invocation)
-            events = list(with_metadata.fetch_row_counts().fetch_column_metadata())
-        finally:
-            # Row counts are queried through dbt's adapter in this process; let it go of the
-            # warehouse so the next process (dbt compile, the next run) can open it.
-            if invocation.adapter is not None:
-                invocation.adapter.cleanup_connections()
-                warehouse.release_dbt_adapter(invocation.adapter)
-            keep_parse_state(invocation.target_path)
-        # A failed test's check shows a sample of its rows (queried now, dbt being done).
-        events = with_failing_rows(events, invocation.target_path, warehouse, context.log)
-        for event in events:
-            key = (
-                context.asset_key_for_output(event.output_name)
-                if isinstance(event, dg.Output)
-                else None
-            )
-            if key in relations:
-                extra = model_metadata(warehouse, relations[key], watermarks.get(key))
-                event = event.with_metadata({**event.metadata, **extra})
-            yield event
-        if failure is not None:
-            raise failure
+                # dbt's events first, read as dbt writes them. Only then the row counts and
+                # column metadata: dagster-dbt's fetchers run the stream through Dagster's imap,
+                # which spins on a core while it waits for events (half of a 2-core machine,
+                # all the dbt run).
+                try:
+                    for event in invocation.stream():
+                        built.append(event)
+                except DagsterDbtCliRuntimeError as error:
+                    failure = error
+                with_metadata = DbtEventIterator(iter(built), dbt_cli_invocation=invocation)
+                events = list(with_metadata.fetch_row_counts().fetch_column_metadata())
+            finally:
+                # Row counts are queried through dbt's adapter in this process; let it go of the
+                # warehouse so the next process (dbt compile, the next run) can open it.
+                if invocation.adapter is not None:
+                    invocation.adapter.cleanup_connections()
+                    warehouse.release_dbt_adapter(invocation.adapter)
+                keep_parse_state(invocation.target_path)
+            # A failed test's check shows a sample of its rows (queried now, dbt being done).
+            events = with_failing_rows(events, invocation.target_path, warehouse, context.log)
+            for event in events:
+                key = (
+                    context.asset_key_for_output(event.output_name)
+                    if isinstance(event, dg.Output)
+                    else None
+                )
+                if key in relations:
+                    extra = model_metadata(warehouse, relations[key], watermarks.get(key))
+                    event = event.with_metadata({**event.metadata, **extra})
+                yield event
+            if failure is not None:
+                raise failure
 
     return movielens_dbt_models
