@@ -11,7 +11,6 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
-from dagster_dbt.errors import DagsterDbtCliRuntimeError
 from pydantic import Field
 
 from movielens_assets.assets.dbt_failing_rows import with_failing_rows
@@ -117,24 +116,17 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
                 if relation.incremental
             }
             args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
-            invocation = dbt.cli(args, context=context)
             # Buffered: on DuckDB, metadata can only be read once dbt has let go of the file. A
-            # failed dbt test raises after the events of everything dbt did: keep those, yield
-            # them, then re-raise, so the run still shows what was built and which checks failed.
-            built: list[Any] = []
-            failure: DagsterDbtCliRuntimeError | None = None
+            # failed dbt test fails the step after the events of everything dbt did: yield
+            # those first, so the run still shows what was built and which checks failed.
+            invocation = dbt.cli(args, context=context, raise_on_error=False)
             try:
                 # dbt's events first, read as dbt writes them. Only then the row counts and
                 # column metadata: dagster-dbt's fetchers run the stream through Dagster's imap,
                 # which spins on a core while it waits for events (half of a 2-core machine,
                 # all the dbt run).
-                try:
-                    for event in invocation.stream():
-                        built.append(event)
-                except DagsterDbtCliRuntimeError as error:
-                    failure = error
-                with_metadata = DbtEventIterator(iter(built), dbt_cli_invocation=invocation)
-                events = list(with_metadata.fetch_row_counts().fetch_column_metadata())
+                built = DbtEventIterator(iter(list(invocation.stream())), invocation)
+                events = list(built.fetch_row_counts().fetch_column_metadata())
             finally:
                 # Row counts are queried through dbt's adapter in this process; let it go of the
                 # warehouse so the next process (dbt compile, the next run) can open it.
@@ -154,6 +146,7 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
                     extra = model_metadata(warehouse, relations[key], watermarks.get(key))
                     event = event.with_metadata({**event.metadata, **extra})
                 yield event
+            failure = invocation.get_error()
             if failure is not None:
                 raise failure
 
