@@ -21,7 +21,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -182,6 +182,27 @@ class RejectedFile:
     column: str | None = None
 
 
+def rejection_rows(
+    dataset: str, rejected: Sequence[RejectedFile], on_error: str, run_id: str
+) -> list[tuple[Any, ...]]:
+    """The rows of ``load_rejections`` for one load's rejected files, in column order."""
+    rejected_at = datetime.now(UTC).replace(tzinfo=None)
+    return [
+        (
+            dataset,
+            item.key,
+            item.etag,
+            item.error,
+            item.line,
+            item.column,
+            on_error,
+            run_id,
+            rejected_at,
+        )
+        for item in rejected
+    ]
+
+
 @dataclass
 class LoadReport:
     """What one dataset's load did."""
@@ -255,9 +276,9 @@ class Warehouse(dg.ConfigurableResource):
         ``s3`` is a boto3 client for ``bucket``; ``log`` receives per-file progress.
         """
 
-    @abstractmethod
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a read-only query and return its rows."""
+        return self.query_with_columns(sql)[1]
 
     @abstractmethod
     def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:

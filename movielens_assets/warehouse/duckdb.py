@@ -51,6 +51,7 @@ from movielens_assets.warehouse.base import (
     WarehouseBusyError,
     new_objects,
     on_error_from_env,
+    rejection_rows,
 )
 from movielens_assets.warehouse.csv_files import (
     RELOAD_HINT,
@@ -524,11 +525,6 @@ class DuckDBWarehouse(Warehouse):
     ) -> None:
         """Replace the dataset's rows of ``raw.load_rejections`` with this load's rejections."""
         table = f"{RAW_SCHEMA}.{REJECTIONS_TABLE}"
-        rejected_at = datetime.now(UTC).replace(tzinfo=None)
-        rows = [
-            (dataset, item.key, item.etag, item.error, item.line, item.column, on_error, run_id)
-            for item in rejected
-        ]
         cursor = connection.cursor()
         try:
             cursor.begin()
@@ -536,7 +532,7 @@ class DuckDBWarehouse(Warehouse):
             if rejected:
                 cursor.executemany(
                     f"insert into {table} values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*row, rejected_at) for row in rows],
+                    rejection_rows(dataset, rejected, on_error, run_id),
                 )
             cursor.commit()
         except duckdb.Error as error:
@@ -545,11 +541,6 @@ class DuckDBWarehouse(Warehouse):
             log.warning(f"{dataset}: rejected files not recorded in {table}: {error}")
         finally:
             cursor.close()
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        """Run a query on a read-only connection."""
-        with self.connect(read_only=True) as connection:
-            return connection.execute(sql).fetchall()
 
     def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a query on a read-only connection; its column names and rows."""

@@ -70,6 +70,7 @@ from movielens_assets.warehouse.base import (
     Warehouse,
     new_objects,
     on_error_from_env,
+    rejection_rows,
 )
 from movielens_assets.warehouse.csv_files import (
     RELOAD_HINT,
@@ -995,39 +996,19 @@ class SnowflakeWarehouse(Warehouse):
         log: logging.Logger | Any,
     ) -> None:
         """Replace the dataset's rows of ``RAW.LOAD_REJECTIONS`` with this load's rejections."""
-        rejected_at = datetime.now(UTC).replace(tzinfo=None)
         try:
             cursor.execute("begin")
             cursor.execute(f'delete from {REJECTIONS} where "DATASET" = ?', [dataset])
             if rejected:
                 cursor.executemany(
                     f"insert into {REJECTIONS} values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            dataset,
-                            item.key,
-                            item.etag,
-                            item.error,
-                            item.line,
-                            item.column,
-                            on_error,
-                            run_id,
-                            rejected_at,
-                        )
-                        for item in rejected
-                    ],
+                    rejection_rows(dataset, rejected, on_error, run_id),
                 )
             cursor.execute("commit")
         except SnowflakeError as error:
             with contextlib.suppress(SnowflakeError):
                 cursor.execute("rollback")
             log.warning(f"{dataset}: rejected files not recorded in {REJECTIONS}: {error}")
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        """Run a query in a session tagged as an ad-hoc query."""
-        with self.session(query_tag(None, None, tool="query")) as cursor:
-            cursor.execute(sql)
-            return cursor.fetchall()
 
     def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a query in a session tagged as an ad-hoc query; its column names and rows."""
