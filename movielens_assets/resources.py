@@ -51,6 +51,10 @@ class LandingBucket(S3Resource):
         return [obj for obj in objects if obj.key.lower().endswith((".csv", ".csv.gz"))]
 
 
+DBT_BESIDE_PYTHON = Path(sys.executable).parent / "dbt"
+"""The dbt installed beside this Python (the venv's), used when it exists."""
+
+
 class MovielensDbtCli(DbtCliResource):
     """dagster-dbt's dbt resource, without a ``dbt --version`` process at every dbt step.
 
@@ -64,9 +68,6 @@ class MovielensDbtCli(DbtCliResource):
         if Path(self.dbt_executable) == DBT_BESIDE_PYTHON:
             return version.parse(importlib.metadata.version("dbt-core"))
         return super()._cli_version
-
-
-DBT_BESIDE_PYTHON = Path(sys.executable).parent / "dbt"
 
 
 def dbt_resource(settings: Settings) -> DbtCliResource:
