@@ -71,6 +71,9 @@ class Settings:
     """``MOVIELENS_MARTS_FRESHNESS_HOURS`` (``warn,fail``): how old the marts may get."""
     dbt_docs_url: str = "http://127.0.0.1:8080"
     """``MOVIELENS_DBT_DOCS_URL``: where ``movielens docs`` serves the dbt docs (asset links)."""
+    data_dir: Path | None = None
+    """``MOVIELENS_DATA_DIR``: the local folder the landing assets upload; unset means the
+    prepared sample (``sample_dir``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -92,6 +95,9 @@ class Settings:
             raw_freshness_hours=_hours(env, "MOVIELENS_RAW_FRESHNESS_HOURS", (24.0, 48.0)),
             marts_freshness_hours=_hours(env, "MOVIELENS_MARTS_FRESHNESS_HOURS", (26.0, 50.0)),
             dbt_docs_url=env.get("MOVIELENS_DBT_DOCS_URL") or "http://127.0.0.1:8080",
+            data_dir=Path(env["MOVIELENS_DATA_DIR"]).expanduser().resolve()
+            if env.get("MOVIELENS_DATA_DIR")
+            else None,
         )
 
     @property
@@ -114,6 +120,11 @@ class Settings:
     def local_s3_dir(self) -> Path:
         """Where the loopback S3 server keeps its objects between restarts."""
         return self.home / "s3"
+
+    @property
+    def sample_dir(self) -> Path:
+        """The bundled sample with its synthetic tag genome, prepared by ``movielens sample``."""
+        return self.home / "sample" / "ml-latest-small"
 
     @property
     def warehouse_kind(self) -> str:

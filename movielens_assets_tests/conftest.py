@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 
 from movielens_assets.lib import s3 as s3lib
-from movielens_assets.local_s3 import LOCAL_CREDENTIALS, LocalS3Server
 from movielens_assets.resources import LandingBucket
+from movielens_assets.tools.local_s3 import LOCAL_CREDENTIALS, LocalS3Server
 
-SAMPLE = (
-    Path(__file__).resolve().parent.parent / "movielens_assets" / "sample_data" / "ml-latest-small"
-)
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "movielens_assets" / "sample_data" / "ml-latest-small"
 
 
 def csv_rows(path: Path) -> list[list[str]]:

@@ -1,1 +1,0 @@
-"""Assets by pipeline stage: landing (S3), raw (warehouse), dbt."""

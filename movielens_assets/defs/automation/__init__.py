@@ -1,0 +1,1 @@
+"""Stage 4, ``automation``: the S3 landing sensor, the jobs and the schedules."""

@@ -1,0 +1,159 @@
+"""The dbt project ``movielens_dbt`` as assets: staging, dimensions, facts, marts, seed, snapshot.
+
+Every dbt test becomes an asset check on the model it tests (blocking: a failed test skips the
+models downstream of it). dbt sources map onto the ``raw/raw_<dataset>`` assets.
+"""
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
+from pydantic import Field
+
+from movielens_assets.defs.dbt.failing_rows import with_failing_rows
+from movielens_assets.defs.dbt.metadata import load_watermark, model_metadata, model_relations
+from movielens_assets.lib.redact import redacted_errors
+from movielens_assets.project import keep_parse_state, movielens_project
+from movielens_assets.settings import Settings, freshness_policy
+from movielens_assets.warehouse.base import Warehouse
+
+
+class DbtBuildConfig(dg.Config):
+    """Options of a dbt build launched from Dagster (also on the launchpad)."""
+
+    full_refresh: bool = Field(
+        default=False,
+        description="Rebuild incremental models and seeds from scratch (dbt --full-refresh).",
+    )
+
+
+class MovielensTranslator(DagsterDbtTranslator):
+    """Maps sources onto the RAW assets, groups models by folder, sets the marts' freshness."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self._marts_freshness = freshness_policy(settings.marts_freshness_hours)
+        self._docs_url = settings.dbt_docs_url.rstrip("/")
+
+    def get_asset_spec(
+        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
+    ) -> dg.AssetSpec:
+        """The default spec, plus a freshness policy on the marts."""
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.group_name == "marts":
+            spec = spec.replace_attributes(freshness_policy=self._marts_freshness)
+        return spec
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        """``source('raw', 'raw_movies')`` is the ``raw/raw_movies`` asset."""
+        if dbt_resource_props["resource_type"] == "source":
+            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return super().get_asset_key(dbt_resource_props)
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        """``staging``, ``dimensions``, ``facts``, ``marts`` by folder; ``seeds``, ``snapshots``."""
+        resource_type = dbt_resource_props["resource_type"]
+        if resource_type in ("seed", "snapshot"):
+            return f"{resource_type}s"
+        fqn = dbt_resource_props["fqn"]
+        return fqn[1] if len(fqn) > 2 else "models"
+
+    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
+        """dagster-dbt's metadata plus a link to the resource in the dbt docs."""
+        unique_id = dbt_resource_props["unique_id"]
+        page = f"{self._docs_url}/#!/{dbt_resource_props['resource_type']}/{unique_id}"
+        return {**super().get_metadata(dbt_resource_props), "dbt_docs": dg.MetadataValue.url(page)}
+
+    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
+        """dbt ``meta.owner`` if set, otherwise the analytics team."""
+        owner = dbt_resource_props.get("meta", {}).get("owner")
+        return [owner] if owner else ["team:analytics-engineering"]
+
+    def get_asset_check_spec(
+        self,
+        asset_spec: dg.AssetSpec,
+        manifest: Mapping[str, Any],
+        unique_id: str,
+        project: DbtProject | None,
+    ) -> dg.AssetCheckSpec | None:
+        """The default check, described by the test's dbt ``description``.
+
+        dagster-dbt reads only ``meta.description``; the YAML uses dbt's own ``description``
+        property of data tests, which the dbt docs show too.
+        """
+        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
+        description = manifest["nodes"].get(unique_id, {}).get("description")
+        if spec is None or spec.description or not description:
+            return spec
+        return spec._replace(description=description)
+
+
+def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
+    """The dbt project's assets, with the marts' freshness policy."""
+
+    @dbt_assets(
+        manifest=movielens_project.manifest_path,
+        project=movielens_project,
+        dagster_dbt_translator=MovielensTranslator(settings),
+    )
+    def movielens_dbt_models(
+        context: dg.AssetExecutionContext,
+        dbt: DbtCliResource,
+        warehouse: Warehouse,
+        config: DbtBuildConfig,
+    ) -> Iterator[Any]:
+        """``dbt build`` of the selected models, seed, snapshot and tests."""
+        # dbt's errors and the warehouse's are stored with the run: no password in them.
+        with redacted_errors():
+            os.environ.update(warehouse.dbt_env(context.run_id))
+            relations = model_relations(context)
+            watermarks = {
+                key: load_watermark(warehouse, relation)
+                for key, relation in relations.items()
+                if relation.incremental
+            }
+            args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+            # Buffered: on DuckDB, metadata can only be read once dbt has let go of the file. A
+            # failed dbt test fails the step after the events of everything dbt did: yield
+            # those first, so the run still shows what was built and which checks failed.
+            invocation = dbt.cli(args, context=context, raise_on_error=False)
+            try:
+                # dbt's events first, read as dbt writes them. Only then the row counts and
+                # column metadata: dagster-dbt's fetchers run the stream through Dagster's imap,
+                # which spins on a core while it waits for events (half of a 2-core machine,
+                # all the dbt run).
+                built = DbtEventIterator(iter(list(invocation.stream())), invocation)
+                events = list(built.fetch_row_counts().fetch_column_metadata())
+            finally:
+                # Row counts are queried through dbt's adapter in this process; let it go of the
+                # warehouse so the next process (dbt compile, the next run) can open it.
+                if invocation.adapter is not None:
+                    invocation.adapter.cleanup_connections()
+                    warehouse.release_dbt_adapter(invocation.adapter)
+                keep_parse_state(invocation.target_path)
+            # A failed test's check shows a sample of its rows (queried now, dbt being done).
+            events = with_failing_rows(events, invocation.target_path, warehouse, context.log)
+            for event in events:
+                key = (
+                    context.asset_key_for_output(event.output_name)
+                    if isinstance(event, dg.Output)
+                    else None
+                )
+                if key in relations:
+                    extra = model_metadata(warehouse, relations[key], watermarks.get(key))
+                    event = event.with_metadata({**event.metadata, **extra})
+                yield event
+            failure = invocation.get_error()
+            if failure is not None:
+                raise failure
+
+    return movielens_dbt_models
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The dbt project's assets, configured from the environment."""
+    return dg.Definitions(assets=[build_dbt_assets(Settings.from_env())])

@@ -1,0 +1,110 @@
+"""Group ``raw``: each dataset's S3 files loaded into ``raw.raw_<dataset>``, once per file.
+
+The datasets load in parallel threads of one step: on DuckDB only one process may write the
+file, and on Snowflake the COPY statements run in the warehouse anyway.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import dagster as dg
+
+from movielens_assets.datasets import DATASETS
+from movielens_assets.defs.landing.assets import landing_key
+from movielens_assets.lib.redact import RedactedLog, redact_json, redacted_errors
+from movielens_assets.resources import LandingBucket
+from movielens_assets.settings import Settings, freshness_policy
+from movielens_assets.warehouse.base import LoadError, LoadReport, Warehouse
+
+
+def raw_key(dataset: str) -> dg.AssetKey:
+    """``raw/raw_<dataset>``: the key dbt's ``source('raw', 'raw_<dataset>')`` maps onto."""
+    return dg.AssetKey(["raw", f"raw_{dataset}"])
+
+
+def raw_metadata(report: LoadReport, uri: str) -> dict[str, object]:
+    """What the asset page shows about one dataset's load."""
+    file_results = redact_json(report.file_results())  # the warehouse's own error texts
+    return {
+        **({"copy_results": dg.MetadataValue.json(file_results)} if file_results else {}),
+        "s3_uri": dg.MetadataValue.url(uri),
+        "files_loaded": len(report.loaded),
+        "files_skipped": len(report.skipped),
+        "rows_loaded": report.rows_loaded,
+        "loaded_files": dg.MetadataValue.json(
+            [{"key": item.key, "etag": item.etag, "rows": item.rows} for item in report.loaded]
+        ),
+        "files_rejected": len(report.rejected),
+        "rejected_files": dg.MetadataValue.json(
+            [
+                {"key": item.key, "etag": item.etag, "line": item.line, "error": item.error}
+                for item in report.rejected
+            ]
+        ),
+        "dagster/row_count": report.table_rows,
+    }
+
+
+def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
+    """The RAW multi-asset, tagged with the warehouse's kind, with RAW's freshness policy."""
+
+    @dg.multi_asset(
+        name="raw_tables",
+        specs=[
+            dg.AssetSpec(
+                raw_key(name),
+                deps=[landing_key(name)],
+                description=(
+                    f"{dataset.description} Append-only: every loaded file's rows with "
+                    "`_source_file` and `_loaded_at`."
+                ),
+                group_name="raw",
+                kinds={settings.warehouse_kind, "table"},
+                owners=["team:data-engineering"],
+                skippable=True,
+                metadata={"dagster/table_name": f"raw.raw_{name}"},
+                freshness_policy=freshness_policy(settings.raw_freshness_hours),
+            )
+            for name, dataset in DATASETS.items()
+        ],
+        can_subset=True,
+    )
+    def raw_tables(context: dg.AssetExecutionContext, s3: LandingBucket, warehouse: Warehouse):
+        """Load every S3 file of each selected dataset that the ledger does not hold yet."""
+        selected = [key.path[-1].removeprefix("raw_") for key in context.selected_asset_keys]
+        log = RedactedLog(context.log)
+        with redacted_errors():  # an S3 or warehouse error may name a URI with a password
+            client = s3.get_client()
+            warehouse.ensure_raw_tables()
+
+            def load(dataset: str) -> LoadReport:
+                objects = s3.list_dataset(dataset, client)
+                return warehouse.load_dataset(
+                    dataset, objects, client, s3.bucket, context.run_id, log
+                )
+
+            failures: list[str] = []
+            with ThreadPoolExecutor(max_workers=3) as pool:
+                futures = {name: pool.submit(load, name) for name in selected}
+                for name, future in futures.items():
+                    try:
+                        report = future.result()
+                    except LoadError as error:
+                        failures.append(f"raw_{name}: {error}")
+                        continue
+                    yield dg.MaterializeResult(
+                        asset_key=raw_key(name),
+                        metadata=raw_metadata(report, s3.dataset_uri(name)),
+                    )
+            if failures:
+                raise dg.Failure(
+                    description="RAW load failed; files loaded before the error are kept:\n"
+                    + "\n".join(failures)
+                )
+
+    return raw_tables
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """RAW's assets, configured from the environment."""
+    return dg.Definitions(assets=[build_raw_assets(Settings.from_env())])

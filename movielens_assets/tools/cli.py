@@ -1,0 +1,251 @@
+"""The ``movielens`` command: run the pipeline, generate data, start the UI, land files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from movielens_assets.settings import PROJECT_ROOT, Settings
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Materialize everything once and print the summary."""
+    from movielens_assets.tools.runner import format_summary, run_pipeline
+
+    settings = Settings.from_env()
+    data_dir = Path(args.data).resolve() if args.data else None
+    # Resolved now: dbt's in-process adapter may change the working directory during the run.
+    summary_json = Path(args.summary_json).resolve() if args.summary_json else None
+    if data_dir and not data_dir.is_dir():
+        _progress(f"movielens run: --data {args.data} is not a folder")
+        return 2
+    _progress(f"movielens run: state in {settings.home} (MOVIELENS_HOME)")
+    summary = run_pipeline(
+        settings,
+        data_dir=data_dir,
+        full_refresh=args.full_refresh,
+        progress=lambda line: _progress(f"movielens run: {line}"),
+    )
+    print(format_summary(summary))
+    if summary_json:
+        summary_json.write_text(summary.to_json())
+    return 0 if summary.success else 1
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Write an ml-20m-shaped data set."""
+    from movielens_assets.project import seed_movie_ids
+    from movielens_assets.tools.generate import generate
+
+    out = Path(args.out)
+    started = time.monotonic()
+    counts = generate(
+        out, ratings=args.ratings, seed=args.seed, progress=_progress, movie_ids=seed_movie_ids()
+    )
+    for name, rows in counts.items():
+        print(f"{name:<14} {rows:>12,} rows")
+    print(f"wrote {out} in {time.monotonic() - started:.1f} s")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Measure the pipeline against bare DuckDB on a generated set and print the table."""
+    from movielens_assets.tools.bench import BenchError, format_table, run_bench
+
+    try:
+        results = run_bench(
+            ratings=args.ratings,
+            json_path=Path(args.json) if args.json else None,
+            work_dir=Path(args.work_dir) if args.work_dir else None,
+            progress=_progress,
+        )
+    except BenchError as error:
+        _progress(f"movielens bench: {error}")
+        return 1
+    print(format_table(results))
+    return 0
+
+
+def cmd_land(args: argparse.Namespace) -> int:
+    """Upload files into a dataset's landing folder of the configured (or running) S3."""
+    from movielens_assets.datasets import DATASETS
+    from movielens_assets.lib import s3 as s3lib
+    from movielens_assets.resources import LandingBucket
+    from movielens_assets.tools.local_s3 import s3_endpoint
+
+    if args.dataset not in DATASETS:
+        _progress(f"movielens land: unknown dataset {args.dataset!r}; one of {', '.join(DATASETS)}")
+        return 2
+    settings = Settings.from_env()
+    with s3_endpoint(settings):
+        bucket = LandingBucket(bucket=settings.bucket, prefix=settings.prefix)
+        client = bucket.get_client()
+        s3lib.ensure_bucket(client, settings.bucket)
+        for name in args.files:
+            path = Path(name)
+            key = bucket.dataset_prefix(args.dataset) + path.name
+            s3lib.upload(client, path, settings.bucket, key)
+            print(f"landed {path} as s3://{settings.bucket}/{key}")
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Start the local S3 server, the Dagster webserver and the daemon until interrupted."""
+    from movielens_assets.lib.redact import redact
+    from movielens_assets.tools.local_s3 import s3_endpoint
+    from movielens_assets.tools.runner import ensure_manifest, prepare_instance
+    from movielens_assets.tools.sample import sample_dir
+
+    settings = Settings.from_env()
+    prepare_instance(settings)
+    sample_dir(settings)  # what the landing assets upload by default
+    ensure_manifest(refresh=True)  # the dev loop: pick up edits to the dbt project
+    with s3_endpoint(settings, sync_every=2.0) as endpoint:
+        env = {**os.environ, "MOVIELENS_HOME": str(settings.home)}
+        workspace = str(PROJECT_ROOT / "workspace.yaml")
+        bin_dir = Path(sys.executable).parent
+        processes = [
+            subprocess.Popen(
+                [
+                    str(bin_dir / "dagster-webserver"),
+                    "-w",
+                    workspace,
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(args.port),
+                ],
+                env=env,
+                start_new_session=True,
+            ),
+            subprocess.Popen(
+                [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
+                env=env,
+                start_new_session=True,
+            ),
+        ]
+        _progress(
+            f"movielens dev: UI on http://127.0.0.1:{args.port}, "
+            f"S3 at {redact(endpoint) if endpoint else 'AWS'}, "
+            f"state in {settings.home}. Ctrl-C stops."
+        )
+        stop = {"now": False}
+
+        def request_stop(signum: int, frame: object) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        try:
+            while not stop["now"] and all(p.poll() is None for p in processes):
+                time.sleep(0.5)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Prepare the bundled sample (with its synthetic tag genome) under MOVIELENS_HOME."""
+    from movielens_assets.tools.sample import sample_dir
+
+    print(sample_dir(Settings.from_env()))
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Generate the dbt docs and serve them on 127.0.0.1 until interrupted."""
+    from movielens_assets.project import DBT_PROJECT_DIR
+
+    settings = Settings.from_env()
+    env = {**os.environ, "MOVIELENS_DUCKDB_PATH": str(settings.duckdb_path)}
+    dbt = str(Path(sys.executable).parent / "dbt")
+    common = ["--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)]
+    generated = subprocess.run([dbt, "docs", "generate", *common], env=env, check=False)
+    if generated.returncode:
+        return generated.returncode
+    _progress(f"movielens docs: dbt docs on http://127.0.0.1:{args.port}. Ctrl-C stops.")
+    serve = [dbt, "docs", "serve", *common, "--host", "127.0.0.1", "--port", str(args.port)]
+    try:
+        return subprocess.run([*serve, "--no-browser"], env=env, check=False).returncode
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="movielens", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="land, load and transform everything once")
+    run.add_argument("--data", help="folder of MovieLens CSVs (default: the bundled sample)")
+    run.add_argument("--full-refresh", action="store_true", help="rebuild incremental models")
+    run.add_argument("--summary-json", help="also write the summary as JSON to this path")
+    run.set_defaults(handler=cmd_run)
+
+    generate = commands.add_parser("generate", help="write an ml-20m-shaped data set")
+    generate.add_argument("--out", required=True, help="folder to write the six CSV files to")
+    generate.add_argument("--ratings", type=int, default=20_000_263, help="ratings (scales all)")
+    generate.add_argument("--seed", type=int, default=42, help="random seed")
+    generate.set_defaults(handler=cmd_generate)
+
+    bench = commands.add_parser("bench", help="benchmark the pipeline against bare DuckDB")
+    bench.add_argument(
+        "--ratings", type=int, default=20_000_263, help="ratings to generate (default: ml-20m's)"
+    )
+    bench.add_argument("--json", help="also write every figure as JSON to this path")
+    bench.add_argument(
+        "--work-dir",
+        help="keep the generated files, DuckDB files and logs here (default: a new temp folder)",
+    )
+    bench.set_defaults(handler=cmd_bench)
+
+    dev = commands.add_parser("dev", help="local S3 + Dagster UI + daemon")
+    dev.add_argument("--port", type=int, default=3000, help="UI port on 127.0.0.1")
+    dev.set_defaults(handler=cmd_dev)
+
+    docs = commands.add_parser("docs", help="generate and serve the dbt docs on 127.0.0.1")
+    docs.add_argument("--port", type=int, default=8080, help="docs port on 127.0.0.1")
+    docs.set_defaults(handler=cmd_docs)
+
+    sample = commands.add_parser(
+        "sample", help="prepare the bundled sample under MOVIELENS_HOME and print its folder"
+    )
+    sample.set_defaults(handler=cmd_sample)
+
+    land = commands.add_parser("land", help="upload files into a dataset's landing folder")
+    land.add_argument("files", nargs="+", help="CSV files (.csv or .csv.gz)")
+    land.add_argument("--dataset", required=True, help="movies, ratings, tags, links, ...")
+    land.set_defaults(handler=cmd_land)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``movielens`` console script."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    # dagster-dbt's manifest preparer runs `dbt` by name: use the one installed beside us.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

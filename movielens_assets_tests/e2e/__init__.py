@@ -1,0 +1,1 @@
+"""Whole stacks: `movielens dev` (webserver, daemon, loopback S3), the UI in Chromium, the bench."""

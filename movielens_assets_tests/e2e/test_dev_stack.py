@@ -1,0 +1,268 @@
+"""The real stack, end to end: `movielens dev` (loopback S3, webserver, daemon) and its sensor.
+
+Files are landed with `movielens land`, exactly as a user would; the test then waits for the
+sensor's runs through Dagster's GraphQL API and checks the warehouse against expectations
+computed with Python's csv module.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from movielens_assets_tests.conftest import SAMPLE, csv_rows
+
+pytestmark = pytest.mark.e2e
+
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+RUNS_QUERY = """
+{ runsOrError { ... on Runs { results { runId status tags { key value } } } } }
+"""
+TICKS_QUERY = """
+{
+  sensorOrError(sensorSelector: {
+    repositoryLocationName: "movielens", repositoryName: "__repository__",
+    sensorName: "s3_landing_sensor"
+  }) {
+    ... on Sensor { sensorState { ticks(limit: 1) { status timestamp skipReason } } }
+  }
+}
+"""
+FAILURES_QUERY = """
+query ($runId: ID!) {
+  runOrError(runId: $runId) {
+    ... on Run {
+      eventConnection {
+        events {
+          ... on ExecutionStepFailureEvent { stepKey error { message cause { message } } }
+          ... on RunFailureEvent { message }
+        }
+      }
+    }
+  }
+}
+"""
+MATERIALIZATION_QUERY = """
+query ($path: [String!]!) {
+  assetOrError(assetKey: {path: $path}) {
+    ... on Asset {
+      assetMaterializations(limit: 1) {
+        runId
+        metadataEntries { label ... on IntMetadataEntry { intValue } }
+      }
+    }
+  }
+}
+"""
+
+
+class Stack:
+    def __init__(self, home: Path, port: int, env: dict[str, str]) -> None:
+        self.home, self.port, self.env = home, port, env
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            payload = json.loads(response.read())
+        assert "errors" not in payload, payload
+        return payload["data"]
+
+    def runs(self) -> list[dict]:
+        return self.graphql(RUNS_QUERY)["runsOrError"]["results"]
+
+    def wait_until_caught_up(self, since: float, timeout: float = 420) -> list[dict]:
+        """Wait for a sensor tick after ``since`` that found nothing new, with every run
+        finished; return the runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ticks = self.graphql(TICKS_QUERY)["sensorOrError"]["sensorState"]["ticks"]
+            runs = self.runs()
+            quiet = ticks and ticks[0]["status"] == "SKIPPED" and ticks[0]["timestamp"] > since
+            if quiet and all(run["status"] in FINISHED for run in runs):
+                return runs
+            time.sleep(2)
+        raise AssertionError(f"the sensor did not catch up in {timeout} s: {self.runs()}")
+
+    def failures(self, runs: list[dict]) -> str:
+        """What went wrong in the failed runs, for assertion messages."""
+        failed = [run["runId"] for run in runs if run["status"] != "SUCCESS"]
+        events = [
+            event
+            for run_id in failed
+            for event in self.graphql(FAILURES_QUERY, {"runId": run_id})["runOrError"][
+                "eventConnection"
+            ]["events"]
+            if event
+        ]
+        return json.dumps(events, indent=1)[:4000]
+
+    def land(self, path: Path, dataset: str) -> None:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "movielens_assets.tools.cli",
+                "land",
+                str(path),
+                "--dataset",
+                dataset,
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"as s3://movielens/landing/{dataset}/{path.name}" in result.stdout
+
+    def query(self, sql: str) -> list[tuple]:
+        with duckdb.connect(str(self.home / "warehouse.duckdb"), read_only=True) as connection:
+            return connection.execute(sql).fetchall()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_stack(home: Path, settings: dict[str, str], ready_timeout: float) -> Iterator[Stack]:
+    """`movielens dev` on a free port with ``MOVIELENS_HOME=home`` and ``settings``, none of the
+    test process's own configuration (importing the dbt project sets MOVIELENS_DUCKDB_PATH);
+    stopped with its whole process group on exit."""
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
+    }
+    env.update({"MOVIELENS_HOME": str(home), **settings})
+    log = (home / "dev.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "movielens_assets.tools.cli", "dev", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    running = Stack(home, port, env)
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while True:
+            try:
+                running.graphql("{ version }")
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        "movielens dev did not serve the UI:\n" + (home / "dev.log").read_text()
+                    ) from None
+                time.sleep(1)
+        yield running
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    home = tmp_path_factory.mktemp("dev-home")
+    with running_stack(home, {"MOVIELENS_SENSOR_INTERVAL": "5"}, ready_timeout=120) as running:
+        yield running
+
+
+def expected_ratings(*files: Path) -> dict[tuple[int, int], tuple[float, int]]:
+    """Latest rating per (user, movie), files applied in landing order."""
+    latest = {}
+    for path in files:
+        for user, movie, rating, timestamp in csv_rows(path):
+            latest[(int(user), int(movie))] = (float(rating), int(timestamp))
+    return latest
+
+
+def fct_ratings(stack: Stack) -> dict[tuple[int, int], tuple[float, int]]:
+    rows = stack.query("select user_id, movie_id, rating, rated_at from dev.fct_ratings")
+    return {
+        (user, movie): (rating, int(rated_at.replace(tzinfo=UTC).timestamp()))
+        for user, movie, rating, rated_at in rows
+    }
+
+
+def test_landing_the_sample_makes_the_sensor_build_everything_downstream(stack):
+    for dataset in ("movies", "ratings", "tags", "links"):
+        stack.land(SAMPLE / f"{dataset}.csv", dataset)
+    runs = stack.wait_until_caught_up(since=time.time())
+    assert runs and {run["status"] for run in runs} == {"SUCCESS"}, stack.failures(runs)
+    for run in runs:
+        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+        assert tags["dagster/sensor_name"] == "s3_landing_sensor"
+    assert fct_ratings(stack) == expected_ratings(SAMPLE / "ratings.csv")
+    assert stack.query("select count(*) from snapshots.snap_tags") == [
+        (len(csv_rows(SAMPLE / "tags.csv")),)
+    ]
+
+
+def test_a_late_ratings_file_with_re_ratings_and_old_timestamps_is_merged_row_by_row(
+    stack, tmp_path
+):
+    before = len(stack.runs())
+    old = int(datetime(2001, 1, 1, tzinfo=UTC).timestamp())
+    batch = tmp_path / "ratings-2018-10.csv"
+    batch.write_text(
+        "userId,movieId,rating,timestamp\n"
+        f"1,1,1.5,{old}\n"  # a re-rating, with a timestamp older than the original
+        f"1,2,3.0,{old}\n"  # user 1 never rated movie 2: new, and old
+        f"611,1,5.0,{old + 10**9}\n"  # a new user
+        f"610,1,2.0,{old}\n"
+    )
+    stack.land(batch, "ratings")
+    runs = stack.wait_until_caught_up(since=time.time())
+    assert len(runs) == before + 1
+    assert {run["status"] for run in runs} == {"SUCCESS"}, stack.failures(runs)
+    assert fct_ratings(stack) == expected_ratings(SAMPLE / "ratings.csv", batch)
+    latest = stack.graphql(MATERIALIZATION_QUERY, {"path": ["fct_ratings"]})
+    materialization = latest["assetOrError"]["assetMaterializations"][0]
+    metadata = {
+        entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]
+    }
+    assert metadata["rows_processed"] == len(csv_rows(batch))
+    # the sensor's tick recorded the file on the landing asset (no run of its own)
+    landed = stack.graphql(MATERIALIZATION_QUERY, {"path": ["s3", "ratings"]})
+    materialization = landed["assetOrError"]["assetMaterializations"][0]
+    metadata = {
+        entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]
+    }
+    assert (metadata["files_new"], metadata["bytes"]) == (1, batch.stat().st_size)
+
+
+def test_landing_the_same_file_again_adds_nothing(stack, tmp_path):
+    rows_before = fct_ratings(stack)
+    runs_before = len(stack.runs())
+    ratings = tmp_path / "ratings.csv"
+    ratings.write_bytes((SAMPLE / "ratings.csv").read_bytes())
+    stack.land(ratings, "ratings")
+    assert len(stack.wait_until_caught_up(since=time.time())) == runs_before
+    assert fct_ratings(stack) == rows_before
+    assert stack.query("select count(*) from raw.raw_ratings") == [
+        (len(csv_rows(SAMPLE / "ratings.csv")) + 4,)
+    ]

@@ -1,0 +1,1 @@
+"""Seconds: pure functions, SQL rendering, settings. No server, no warehouse file."""
