@@ -20,7 +20,7 @@ from movielens_assets.defs.raw.checks import reconciliation_sql
 from movielens_assets.warehouse.base import WarehouseBusyError
 from movielens_assets.warehouse.duckdb import DuckDBWarehouse
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
-from movielens_assets_tests.test_bad_input import (  # noqa: F401 (landing_bucket: a fixture)
+from movielens_assets_tests.integration.test_bad_input import (  # noqa: F401 (landing_bucket: a fixture)
     RATINGS,
     client_of,
     landing_bucket,
