@@ -38,7 +38,7 @@ def keep_parse_state(invocation_target: Path) -> None:
     dbt checks that state itself (files, profile, variables) and re-parses what changed.
     """
     fresh = invocation_target / PARTIAL_PARSE
-    kept = Path(os.environ["DBT_TARGET_PATH"]) / PARTIAL_PARSE
+    kept = Settings.from_env().dbt_target_dir / PARTIAL_PARSE
     if fresh.exists() and (not kept.exists() or fresh.stat().st_mtime > kept.stat().st_mtime):
         kept.parent.mkdir(parents=True, exist_ok=True)
         partial = kept.with_suffix(f".{os.getpid()}.tmp")

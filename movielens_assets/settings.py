@@ -20,6 +20,25 @@ TARGETS = ("local", "prod")
 DEFAULT_SENSOR_INTERVAL = 30
 
 
+SECRET_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "SNOWFLAKE_PASSWORD",
+    "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE",
+)
+"""Environment variables holding secrets: ``lib/redact.py`` masks their values anywhere."""
+
+
+def secret_environment_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The values of ``SECRET_VARIABLES`` set now in ``environ`` (default: this process's).
+
+    Read at each call, not once: redaction must mask whatever secret the process holds when
+    it writes a log line or an error.
+    """
+    env = os.environ if environ is None else environ
+    return [env[name] for name in SECRET_VARIABLES if env.get(name)]
+
+
 class ConfigurationError(ValueError):
     """An environment variable holds a value the project cannot use."""
 
@@ -75,6 +94,8 @@ class Settings:
     sensor_running: bool = True
     """``MOVIELENS_SENSOR_DEFAULT`` (``running``/``stopped``): the sensor's default status;
     unset: running on the embedded default, stopped with ``MOVIELENS_TARGET=prod``."""
+    dbt_target_path: Path | None = None
+    """``DBT_TARGET_PATH``: dbt's own variable for its target folder, if set."""
     data_dir: Path | None = None
     """``MOVIELENS_DATA_DIR``: the local folder the landing assets upload; unset means the
     prepared sample (``sample_dir``)."""
@@ -99,6 +120,7 @@ class Settings:
             dbt_docs_url=env.get("MOVIELENS_DBT_DOCS_URL") or "http://127.0.0.1:8080",
             sensor_interval=_sensor_interval(env),
             sensor_running=_sensor_running(env, target),
+            dbt_target_path=Path(env["DBT_TARGET_PATH"]) if env.get("DBT_TARGET_PATH") else None,
             data_dir=Path(env["MOVIELENS_DATA_DIR"]).expanduser().resolve()
             if env.get("MOVIELENS_DATA_DIR")
             else None,
@@ -117,8 +139,9 @@ class Settings:
 
     @property
     def dbt_target_dir(self) -> Path:
-        """dbt's target folders: one per dbt call (dagster-dbt) and the kept parse state."""
-        return self.home / "dbt-target"
+        """dbt's target folders: one per dbt call (dagster-dbt) and the kept parse state;
+        ``DBT_TARGET_PATH`` (dbt's own variable) when set, else ``dbt-target`` in the home."""
+        return self.dbt_target_path or self.home / "dbt-target"
 
     @property
     def local_s3_dir(self) -> Path:

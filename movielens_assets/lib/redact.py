@@ -7,16 +7,17 @@ presigned URL carries its signature in the query string, a connection string car
 user, host, path, the names of the parameters), so an error still says where it happened.
 
 Only the secret parts are replaced; ``redact`` is pure. ``redact_secrets`` also masks the values
-of the secret variables of this environment (``SECRET_VARIABLES``) wherever they occur.
+of the secret variables of this environment (``settings.SECRET_VARIABLES``) wherever they occur.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+from movielens_assets.settings import secret_environment_values
 
 MASK = "***"
 
@@ -47,14 +48,6 @@ SECRET_PARAMETERS = (
     "apikey",
 )
 """Names (any case) of query parameters and connection-string fields whose value is secret."""
-
-SECRET_VARIABLES = (
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "SNOWFLAKE_PASSWORD",
-    "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE",
-)
-"""Environment variables holding secrets: ``redact_secrets`` masks their values anywhere."""
 
 MIN_SECRET_LENGTH = 8
 """Shorter values of ``SECRET_VARIABLES`` are not masked: they would hide ordinary words."""
@@ -110,8 +103,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """The values of ``SECRET_VARIABLES`` set in ``environ`` (default: this process's)."""
-    env = os.environ if environ is None else environ
-    values = (env.get(name, "") for name in SECRET_VARIABLES)
+    values = secret_environment_values(environ)
     return [value for value in values if len(value) >= MIN_SECRET_LENGTH]
 
 

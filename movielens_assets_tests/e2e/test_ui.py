@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from movielens_assets.datasets import DATASETS
 from movielens_assets.defs.raw.checks import NO_REJECTED_FILES, ROWS_MATCH_LEDGER
 from movielens_assets.defs.raw.source_freshness import CHECK_NAME as SOURCE_FRESHNESS
 from movielens_assets.project import movielens_project
@@ -44,7 +45,6 @@ UI_TIMEOUT_MS = 60_000
 """How long a page may take to show what is asserted: the UI shares two cores with the runs."""
 
 GROUPS = ("landing", "raw", "staging", "dimensions", "facts", "marts", "seeds", "snapshots")
-SAMPLE_DATASETS = ("movies", "ratings", "tags", "links")
 MODEL = "fct_ratings"
 MODEL_UID = f"model.movielens_dbt.{MODEL}"
 BAD_CHECK = "relationships_fct_ratings_movie_id__movie_id__ref_dim_movies_"
@@ -162,13 +162,15 @@ def stack(browser, tmp_path_factory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def sample_built(stack) -> Stack:
-    """The four sample files landed, then one sensor run of RAW and everything downstream."""
-    for dataset in SAMPLE_DATASETS:
-        stack.land(SAMPLE / f"{dataset}.csv", dataset)
+    """All six datasets of the prepared sample (`movielens dev` prepares it under the home)
+    landed, then one sensor run of RAW and everything downstream: a healthy pipeline."""
+    prepared = stack.home / "sample" / "ml-latest-small"
+    for name, dataset in DATASETS.items():
+        stack.land(prepared / dataset.grouplens_file, name)
     started = stack.graphql(START_SENSOR)["startSensor"]
     assert started.get("sensorState", {}).get("status") == "RUNNING", started
     runs = stack.wait_until_caught_up(since=time.time())
-    assert len(runs) == 1, f"expected one run for the four files, got {runs}"
+    assert len(runs) == 1, f"expected one run for the six datasets, got {runs}"
     assert runs[0]["status"] == "SUCCESS", stack.failures(runs)
     return stack
 
