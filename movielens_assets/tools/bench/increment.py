@@ -40,10 +40,12 @@ def phase_make_increment(spec: dict[str, Any]) -> dict[str, Any]:
             select row_number() over (order by userId) - 1 as ordinal, userId
             from (select distinct userId from existing)"""
         )
-        latest, users, movies = connection.execute(
+        aggregates = connection.execute(
             "select max(timestamp), (select count(*) from users), (select count(*) from movies)"
             " from existing"
         ).fetchone()
+        assert aggregates is not None  # an aggregate without GROUP BY returns one row
+        latest, users, movies = aggregates
         # Plain equi-joins and anti-joins only: 20M existing rows are scanned once each.
         connection.execute(
             f"""create table new_pairs as
@@ -80,7 +82,7 @@ def phase_make_increment(spec: dict[str, Any]) -> dict[str, Any]:
             order by hash(userId, movieId, {seed}, 'rerate')
             limit {rerated}"""
         )
-        written = connection.execute(
+        copied = connection.execute(
             f"""copy (
             with rows as (
                 select
@@ -107,7 +109,8 @@ def phase_make_increment(spec: dict[str, Any]) -> dict[str, Any]:
             from rows
             order by userId, movieId
             ) to '{out}' (header, delimiter ',')"""
-        ).fetchone()[0]
+        ).fetchone()
+        assert copied is not None  # COPY returns one row: the rows written
         counted = connection.execute(
             f"""with increment as (
                 select distinct userId, movieId
@@ -117,4 +120,5 @@ def phase_make_increment(spec: dict[str, Any]) -> dict[str, Any]:
                 (select count(*) from increment anti join existing using (userId, movieId)),
                 (select count(*) from increment semi join existing using (userId, movieId))"""
         ).fetchone()
-    return {"path": str(out), "rows": written, "new_pairs": counted[0], "rerated": counted[1]}
+        assert counted is not None  # an aggregate without GROUP BY returns one row
+    return {"path": str(out), "rows": copied[0], "new_pairs": counted[0], "rerated": counted[1]}

@@ -222,7 +222,9 @@ def _weight_cap(con: duckdb.DuckDBPyConnection, extra: int, most_extra: int) -> 
         ).fetchone()
         return bool(row and row[0])
 
-    low, high = 1, int(con.execute("select max(raw_weight) from user_weights").fetchone()[0])
+    largest = con.execute("select max(raw_weight) from user_weights").fetchone()
+    assert largest is not None  # an aggregate without GROUP BY returns one row
+    low, high = 1, int(largest[0])
     if not fits(low):
         raise GenerationError(
             f"{extra:,} ratings beyond the minimum cannot be spread without giving a user more "
