@@ -44,6 +44,8 @@ lint: $(VENV)/.installed-test manifest
 	# sqlfluff's dbt templater compiles the models, which opens a DuckDB file: use a scratch one.
 	scratch=$$(mktemp -d) && MOVIELENS_DUCKDB_PATH=$$scratch/warehouse.duckdb \
 		$(BIN)/sqlfluff lint movielens_dbt; status=$$?; rm -rf $$scratch; exit $$status
+	# Types, with the project's dependencies installed: [tool.mypy] in pyproject.toml.
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest

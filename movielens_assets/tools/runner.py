@@ -142,7 +142,8 @@ def summarize(result: dg.ExecuteInProcessResult, job: dg.JobDefinition) -> Summa
         rows = None
         if materialization is not None:
             value = materialization.metadata.get("dagster/row_count")
-            rows = int(value.value) if value is not None else None
+            # Every asset records its row count as an int (dagster-dbt's fetch_row_counts too).
+            rows = value.value if isinstance(value, dg.IntMetadataValue) else None
         summary.assets.append(
             AssetLine(
                 key.to_user_string(),
@@ -312,7 +313,7 @@ def run_pipeline(
             summary = summarize(result, job)
             summary.stages = stage_seconds(instance, result.run_id)
         if summary.success:
-            summary.top_movies = top_movies(settings, defs.resources["warehouse"])
+            summary.top_movies = top_movies(settings, (defs.resources or {})["warehouse"])
     return summary
 
 

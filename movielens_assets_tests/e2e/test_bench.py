@@ -139,7 +139,7 @@ def test_the_incremental_run_adds_exactly_the_new_pairs_and_applies_the_re_ratin
         pair: float(increment[pair]) for pair in rerated
     }
     assert "raw/raw_ratings" in incremental["selection"]
-    assert "fct_ratings" in incremental["selection"]
+    assert "facts/fct_ratings" in incremental["selection"]
 
 
 def test_the_json_has_every_phase_every_ratio_and_every_target(bench):
