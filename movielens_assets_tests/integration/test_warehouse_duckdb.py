@@ -10,7 +10,7 @@ from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.warehouse.base import BadFileError
 from movielens_assets.warehouse.csv_files import check_header
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 
 log = logging.getLogger(__name__)
