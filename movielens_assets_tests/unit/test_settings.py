@@ -1,3 +1,4 @@
+import ast
 import re
 from pathlib import Path
 
@@ -155,3 +156,19 @@ def test_snowflake_overrides_are_read_and_a_bad_port_names_the_variable():
     assert Settings.from_env({}).snowflake.warehouse is None
     with pytest.raises(ConfigurationError, match="SNOWFLAKE_PORT='80a' must be a port number"):
         Settings.from_env({"SNOWFLAKE_PORT": "80a"})
+
+
+def test_the_warehouse_reads_the_environment_only_through_settings():
+    """No module of ``warehouse/`` touches ``os.environ`` or ``os.getenv``: settings.py does."""
+    readers = []
+    for path in sorted((PROJECT_ROOT / "movielens_assets" / "warehouse").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "getenvb"}:
+                readers.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}")
+            if isinstance(node, ast.ImportFrom) and node.module == "os":
+                readers += [
+                    f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}"
+                    for alias in node.names
+                    if alias.name in {"environ", "getenv", "getenvb"}
+                ]
+    assert readers == []

@@ -107,8 +107,13 @@ class SnowflakeWarehouse(Warehouse):
         variables to set when the account, the user or the credentials are missing.
         """
         snowflake = settings.snowflake
+        secrets = snowflake.connection_secrets()
         return cls(
-            **snowflake.connection_secrets(),
+            account=secrets["account"],
+            user=secrets["user"],
+            password=secrets.get("password"),
+            private_key_path=secrets.get("private_key_path"),
+            private_key_passphrase=secrets.get("private_key_passphrase"),
             # The loader's own least-privilege role; SNOWFLAKE_ROLE is dbt's (TRANSFORM).
             role=snowflake.loader_role or DEFAULT_ROLE,
             warehouse=snowflake.warehouse or DEFAULT_WAREHOUSE,
