@@ -176,8 +176,8 @@ class CopyLoader:
                 )
                 job = CopyJob(dataset, batch, loaded_at, s3, bucket, on_error)
                 outcome = self._load_batch(job, report)
-                for obj, error in outcome.rejected:
-                    reject(report, obj, error, on_error, log)
+                for obj, bad in outcome.rejected:
+                    reject(report, obj, bad, on_error, log)
                 for item in outcome.loaded:
                     log.info(f"{dataset.name}: {item.key} loaded {item.rows:,} rows")
                 report.loaded.extend(outcome.loaded)
