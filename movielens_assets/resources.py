@@ -20,7 +20,7 @@ from movielens_assets.lib.s3 import S3Object
 from movielens_assets.project import movielens_project
 from movielens_assets.settings import Settings
 from movielens_assets.warehouse.base import Warehouse
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
 
 class LandingBucket(S3Resource):
@@ -67,11 +67,11 @@ def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources for one environment."""
     warehouse: Warehouse
     if settings.target == "prod":
-        from movielens_assets.warehouse.snowflake import SnowflakeWarehouse
+        from movielens_assets.warehouse.snowflake.resource import SnowflakeWarehouse
 
-        warehouse = SnowflakeWarehouse.from_env()
+        warehouse = SnowflakeWarehouse.from_settings(settings)
     else:
-        warehouse = DuckDBWarehouse.from_env(settings.duckdb_path)
+        warehouse = DuckDBWarehouse.from_settings(settings)
     return {
         "s3": LandingBucket(bucket=settings.bucket, prefix=settings.prefix),
         "warehouse": warehouse,

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import dagster as dg
+
+from movielens_assets.datasets import DATASETS
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (the package is installed in editable mode by ``make``)."""
@@ -41,6 +45,143 @@ def secret_environment_values(environ: Mapping[str, str] | None = None) -> list[
 
 class ConfigurationError(ValueError):
     """An environment variable holds a value the project cannot use."""
+
+
+ON_ERROR_MODES = ("abort", "skip_file")
+"""What a load does with a bad file: ``abort`` fails the load (Snowflake's ``ABORT_STATEMENT``),
+``skip_file`` reports the file and loads the others (``SKIP_FILE``)."""
+ON_ERROR_ENV = "MOVIELENS_ON_ERROR"
+"""The variable setting ``on_error`` for every dataset; ``MOVIELENS_ON_ERROR_<DATASET>``
+overrides it for one (e.g. ``MOVIELENS_ON_ERROR_RATINGS=skip_file``)."""
+
+
+def normalize_on_error(value: str, source: str = "on_error") -> str:
+    """``abort`` or ``skip_file`` for a configured value (Snowflake's spellings are accepted).
+
+    Raises ``ConfigurationError`` naming ``source`` (the variable or field) for anything else.
+    """
+    mode = value.strip().lower()
+    mode = {"abort_statement": "abort"}.get(mode, mode)
+    if mode not in ON_ERROR_MODES:
+        raise ConfigurationError(
+            f"{source}={value!r} is not one of {', '.join(ON_ERROR_MODES)}: 'abort' fails the "
+            "load at the first bad file, 'skip_file' reports it and loads the other files."
+        )
+    return mode
+
+
+def _on_error(env: Mapping[str, str]) -> dict[str, str]:
+    """Each dataset's ``on_error``: ``MOVIELENS_ON_ERROR_<DATASET>``, else ``MOVIELENS_ON_ERROR``.
+
+    Unset means ``abort``. A per-dataset variable naming no dataset is refused, so that a typo
+    does not silently leave a dataset on the default.
+    """
+    default = normalize_on_error(env.get(ON_ERROR_ENV) or "abort", ON_ERROR_ENV)
+    modes = dict.fromkeys(DATASETS, default)
+    for name, value in env.items():
+        if not name.startswith(ON_ERROR_ENV + "_") or not value:
+            continue
+        dataset = name.removeprefix(ON_ERROR_ENV + "_").lower()
+        if dataset not in DATASETS:
+            raise ConfigurationError(
+                f"{name} names no dataset; use {ON_ERROR_ENV}_<DATASET> with one of "
+                f"{', '.join(known.upper() for known in DATASETS)}."
+            )
+        modes[dataset] = normalize_on_error(value, name)
+    return modes
+
+
+SNOWFLAKE_SECRETS = (
+    "SNOWFLAKE_ACCOUNT",
+    "SNOWFLAKE_USER",
+    "SNOWFLAKE_PASSWORD",
+    "SNOWFLAKE_PRIVATE_KEY_PATH",
+    "SNOWFLAKE_PRIVATE_KEY_PASSPHRASE",
+)
+"""The variables the loader takes as ``dg.EnvVar``: Dagster resolves them when a run starts, so
+their values never enter the settings, the resource's configuration or metadata."""
+
+
+@dataclass(frozen=True)
+class SnowflakeSettings:
+    """The RAW loader's Snowflake connection (``MOVIELENS_TARGET=prod``).
+
+    The variables keep the names Snowflake's own tools read. ``None`` leaves the resource's
+    default, the objects ``snowflake/setup.sql`` creates.
+    """
+
+    secrets_set: frozenset[str] = frozenset()
+    """Which of ``SNOWFLAKE_SECRETS`` are set; only that is kept, never their values."""
+    loader_role: str | None = None
+    """``MOVIELENS_SNOWFLAKE_LOADER_ROLE``: the loader's own least-privilege role (default
+    ``LOADER``); ``SNOWFLAKE_ROLE`` is dbt's (``TRANSFORM``)."""
+    warehouse: str | None = None
+    """``SNOWFLAKE_WAREHOUSE``: the virtual warehouse (default ``MOVIELENS_WH``)."""
+    database: str | None = None
+    """``SNOWFLAKE_DATABASE`` (default ``MOVIELENS``)."""
+    host: str | None = None
+    """``SNOWFLAKE_HOST``: a host override for PrivateLink or an emulator."""
+    port: int | None = None
+    """``SNOWFLAKE_PORT``: a port override."""
+    protocol: str | None = None
+    """``SNOWFLAKE_PROTOCOL``: ``https`` (default) or ``http`` for an emulator."""
+    stage: str | None = None
+    """``MOVIELENS_SNOWFLAKE_STAGE``: the external stage on the landing bucket (default
+    ``RAW.MOVIELENS_LANDING``)."""
+    stage_key_prefix: str = "landing/"
+    """``MOVIELENS_SNOWFLAKE_STAGE_PREFIX``: the part of every S3 key the stage URL covers;
+    default ``MOVIELENS_S3_PREFIX`` and a slash (empty for a stage on the bucket's root)."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], prefix: str) -> SnowflakeSettings:
+        """Read the Snowflake variables; ``prefix`` is the landing prefix (``Settings.prefix``)."""
+        port = env.get("SNOWFLAKE_PORT")
+        if port and not port.isdigit():
+            raise ConfigurationError(f"SNOWFLAKE_PORT={port!r} must be a port number, e.g. 443.")
+        stage_prefix = env.get("MOVIELENS_SNOWFLAKE_STAGE_PREFIX", f"{prefix}/" if prefix else "")
+        return cls(
+            secrets_set=frozenset(name for name in SNOWFLAKE_SECRETS if env.get(name)),
+            loader_role=env.get("MOVIELENS_SNOWFLAKE_LOADER_ROLE") or None,
+            warehouse=env.get("SNOWFLAKE_WAREHOUSE") or None,
+            database=env.get("SNOWFLAKE_DATABASE") or None,
+            host=env.get("SNOWFLAKE_HOST") or None,
+            port=int(port) if port else None,
+            protocol=env.get("SNOWFLAKE_PROTOCOL") or None,
+            stage=env.get("MOVIELENS_SNOWFLAKE_STAGE") or None,
+            stage_key_prefix=stage_prefix.lstrip("/"),
+        )
+
+    def connection_secrets(self) -> dict[str, dg.EnvVar]:
+        """``account``, ``user`` and one way to authenticate, as ``dg.EnvVar``s.
+
+        Raises ``ConfigurationError`` naming the variables to set when any is missing, or when
+        both a password and a key pair are set.
+        """
+        is_set = self.secrets_set.__contains__
+        missing = [name for name in ("SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER") if not is_set(name)]
+        if missing:
+            raise ConfigurationError(
+                f"MOVIELENS_TARGET=prod needs {' and '.join(missing)}; see .env.example."
+            )
+        if is_set("SNOWFLAKE_PASSWORD") and is_set("SNOWFLAKE_PRIVATE_KEY_PATH"):
+            raise ConfigurationError(
+                "Set SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH, not both."
+            )
+        secrets = {
+            "account": dg.EnvVar("SNOWFLAKE_ACCOUNT"),
+            "user": dg.EnvVar("SNOWFLAKE_USER"),
+        }
+        if is_set("SNOWFLAKE_PRIVATE_KEY_PATH"):
+            secrets["private_key_path"] = dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PATH")
+            if is_set("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE"):
+                secrets["private_key_passphrase"] = dg.EnvVar("SNOWFLAKE_PRIVATE_KEY_PASSPHRASE")
+        elif is_set("SNOWFLAKE_PASSWORD"):
+            secrets["password"] = dg.EnvVar("SNOWFLAKE_PASSWORD")
+        else:
+            raise ConfigurationError(
+                "MOVIELENS_TARGET=prod needs SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY_PATH."
+            )
+        return secrets
 
 
 def _sensor_interval(env: Mapping[str, str]) -> int:
@@ -99,6 +240,11 @@ class Settings:
     data_dir: Path | None = None
     """``MOVIELENS_DATA_DIR``: the local folder the landing assets upload; unset means the
     prepared sample (``sample_dir``)."""
+    on_error: dict[str, str] = field(default_factory=lambda: dict.fromkeys(DATASETS, "abort"))
+    """``MOVIELENS_ON_ERROR`` and ``MOVIELENS_ON_ERROR_<DATASET>``: per dataset, what a load
+    does with a bad file (``abort`` or ``skip_file``; see ``ON_ERROR_MODES``)."""
+    snowflake: SnowflakeSettings = field(default_factory=SnowflakeSettings)
+    """The Snowflake loader's connection (used with ``MOVIELENS_TARGET=prod``)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -111,11 +257,12 @@ class Settings:
                 "unset it for the embedded default or set it to 'prod' for S3 + Snowflake."
             )
         home = Path(env.get("MOVIELENS_HOME") or PROJECT_ROOT / ".movielens")
+        prefix = (env.get("MOVIELENS_S3_PREFIX") or "landing").strip("/")
         return cls(
             home=home.expanduser().resolve(),
             target=target,
             bucket=env.get("MOVIELENS_S3_BUCKET") or "movielens",
-            prefix=(env.get("MOVIELENS_S3_PREFIX") or "landing").strip("/"),
+            prefix=prefix,
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
             dbt_docs_url=env.get("MOVIELENS_DBT_DOCS_URL") or "http://127.0.0.1:8080",
             sensor_interval=_sensor_interval(env),
@@ -124,6 +271,8 @@ class Settings:
             data_dir=Path(env["MOVIELENS_DATA_DIR"]).expanduser().resolve()
             if env.get("MOVIELENS_DATA_DIR")
             else None,
+            on_error=_on_error(env),
+            snowflake=SnowflakeSettings.from_env(env, prefix),
         )
 
     @property

@@ -25,7 +25,7 @@
 -- stored in Snowflake or in this repository.
 --
 -- The stage, file format, RAW tables and ledger below are exactly the statements
--- movielens_assets/warehouse/snowflake.py renders (a test keeps them in step).
+-- movielens_assets/warehouse/snowflake/ renders (a test keeps them in step).
 
 
 -- 1. Roles, least privilege (USERADMIN creates, SECURITYADMIN grants) -------------------------

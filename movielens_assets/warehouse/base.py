@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,20 +27,12 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from movielens_assets.datasets import DATASETS
 from movielens_assets.lib.redact import redact_secrets
 from movielens_assets.lib.s3 import S3Object
-from movielens_assets.settings import ConfigurationError
+from movielens_assets.settings import normalize_on_error
 
 REJECTIONS_TABLE = "load_rejections"
 """The RAW-schema table holding the files the last load of each dataset rejected."""
-
-ON_ERROR_MODES = ("abort", "skip_file")
-"""What a load does with a bad file: ``abort`` fails the load (Snowflake's ``ABORT_STATEMENT``),
-``skip_file`` reports the file and loads the others (``SKIP_FILE``)."""
-ON_ERROR_ENV = "MOVIELENS_ON_ERROR"
-"""The variable setting ``on_error`` for every dataset; ``MOVIELENS_ON_ERROR_<DATASET>``
-overrides it for one (e.g. ``MOVIELENS_ON_ERROR_RATINGS=skip_file``)."""
 
 
 @dataclass(frozen=True)
@@ -121,42 +113,6 @@ class BadFileError(LoadError):
 
 class WarehouseBusyError(LoadError):
     """Another process holds the warehouse and did not release it in time."""
-
-
-def normalize_on_error(value: str, source: str = "on_error") -> str:
-    """``abort`` or ``skip_file`` for a configured value (Snowflake's spellings are accepted).
-
-    Raises ``ConfigurationError`` naming ``source`` (the variable or field) for anything else.
-    """
-    mode = value.strip().lower()
-    mode = {"abort_statement": "abort"}.get(mode, mode)
-    if mode not in ON_ERROR_MODES:
-        raise ConfigurationError(
-            f"{source}={value!r} is not one of {', '.join(ON_ERROR_MODES)}: 'abort' fails the "
-            "load at the first bad file, 'skip_file' reports it and loads the other files."
-        )
-    return mode
-
-
-def on_error_from_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """Each dataset's ``on_error``: ``MOVIELENS_ON_ERROR_<DATASET>``, else ``MOVIELENS_ON_ERROR``.
-
-    Unset means ``abort``. A per-dataset variable naming no dataset is refused, so that a typo
-    does not silently leave a dataset on the default.
-    """
-    default = normalize_on_error(environ.get(ON_ERROR_ENV) or "abort", ON_ERROR_ENV)
-    modes = dict.fromkeys(DATASETS, default)
-    for name, value in environ.items():
-        if not name.startswith(ON_ERROR_ENV + "_") or not value:
-            continue
-        dataset = name.removeprefix(ON_ERROR_ENV + "_").lower()
-        if dataset not in DATASETS:
-            raise ConfigurationError(
-                f"{name} names no dataset; use {ON_ERROR_ENV}_<DATASET> with one of "
-                f"{', '.join(known.upper() for known in DATASETS)}."
-            )
-        modes[dataset] = normalize_on_error(value, name)
-    return modes
 
 
 @dataclass(frozen=True)

@@ -31,9 +31,10 @@ from movielens_assets.defs.raw.checks import (
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets.resources import LandingBucket
-from movielens_assets.settings import ConfigurationError, Settings
-from movielens_assets.warehouse.base import VALUE_RULES, BadFileError, ValueRule, on_error_from_env
-from movielens_assets.warehouse.duckdb import MAX_LINE_BYTES, DuckDBWarehouse
+from movielens_assets.settings import Settings
+from movielens_assets.warehouse.base import VALUE_RULES, BadFileError, ValueRule
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.sql import MAX_LINE_BYTES
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 
 log = logging.getLogger(__name__)
@@ -431,23 +432,6 @@ def test_skip_file_loads_the_other_files_and_reports_the_bad_one(landing, tmp_pa
     assert [(item.key, item.rows) for item in third.loaded] == [(bad_key, rows_of(fixed))]
     assert third.rejected == []
     assert table(warehouse, "select count(*) from raw.load_rejections") == [(0,)]
-
-
-def test_on_error_is_read_from_the_environment_per_dataset():
-    assert set(on_error_from_env({}).values()) == {"abort"}
-    modes = on_error_from_env(
-        {"MOVIELENS_ON_ERROR": "skip_file", "MOVIELENS_ON_ERROR_GENOME_SCORES": "ABORT_STATEMENT"}
-    )
-    assert modes == dict.fromkeys(DATASETS, "skip_file") | {"genome_scores": "abort"}
-    assert on_error_from_env({"MOVIELENS_ON_ERROR_RATINGS": " Skip_File "})["ratings"] == (
-        "skip_file"
-    )
-    with pytest.raises(ConfigurationError, match="MOVIELENS_ON_ERROR='continue' is not one of"):
-        on_error_from_env({"MOVIELENS_ON_ERROR": "continue"})
-    with pytest.raises(ConfigurationError, match="MOVIELENS_ON_ERROR_RATING names no dataset"):
-        on_error_from_env({"MOVIELENS_ON_ERROR_RATING": "skip_file"})
-    warehouse = DuckDBWarehouse.from_env("w.duckdb", {"MOVIELENS_ON_ERROR_TAGS": "skip_file"})
-    assert [warehouse.on_error_for(name) for name in ("tags", "movies")] == ["skip_file", "abort"]
 
 
 def test_keys_with_quotes_semicolons_spaces_and_unicode_are_data(landing, tmp_path):

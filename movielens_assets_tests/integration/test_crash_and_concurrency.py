@@ -18,7 +18,7 @@ import pytest
 
 from movielens_assets.defs.raw.checks import reconciliation_sql
 from movielens_assets.warehouse.base import WarehouseBusyError
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 from movielens_assets_tests.integration.test_bad_input import (  # noqa: F401 (landing_bucket: a fixture)
     RATINGS,
@@ -39,7 +39,7 @@ CHILD = """
 import json, sys
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.warehouse.base import WarehouseBusyError
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
 class Say:
     def say(self, message):

@@ -13,7 +13,7 @@ from movielens_assets.defs.dbt.failing_rows import (
     sample_sql,
     with_failing_rows,
 )
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
 # The shape of a compiled dbt test: a query returning the failing rows, ending in a comment.
 TEST_SQL = """

@@ -43,12 +43,9 @@ import snowflake.connector
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
-from movielens_assets.settings import PROJECT_ROOT
-from movielens_assets.warehouse.snowflake import (
-    CSV_FORMAT_OPTIONS,
-    DEFAULT_FILE_FORMAT,
-    DEFAULT_STAGE,
-)
+from movielens_assets.settings import PROJECT_ROOT, Settings
+from movielens_assets.warehouse.snowflake.setup_sql import CSV_FORMAT_OPTIONS
+from movielens_assets.warehouse.snowflake.sql import DEFAULT_FILE_FORMAT, DEFAULT_STAGE
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 from movielens_assets_tests.integration.test_snowflake_loader import (
     FAKESNOW_UNSUPPORTED_FORMAT_OPTIONS,
@@ -172,7 +169,9 @@ def load_raw(landing, env: dict[str, str]) -> FakesnowWarehouse:
     for dataset in ("movies", "ratings", "tags", "links"):
         path = SAMPLE / DATASETS[dataset].grouplens_file
         s3lib.upload(client, path, landing.bucket, landing.dataset_prefix(dataset) + path.name)
-    with dg.build_resources({"warehouse": FakesnowWarehouse.from_env()}) as resources:
+    with dg.build_resources(
+        {"warehouse": FakesnowWarehouse.from_settings(Settings.from_env())}
+    ) as resources:
         warehouse = resources.warehouse
         warehouse.ensure_raw_tables()
         for dataset in DATASETS:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from movielens_assets.project import DBT_PROJECT_DIR
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
 DBT = Path(sys.executable).parent / "dbt"
 WATERMARK_TEST = "fct_ratings_takes_only_rows_loaded_after_the_watermark"

@@ -13,7 +13,7 @@ from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets.lib.progress import ProgressThrottle
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import Settings
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
 BIG_RATINGS = 6_000_000
 """About 150 MB: a second or more of loading on these machines."""

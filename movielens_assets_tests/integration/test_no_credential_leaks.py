@@ -37,7 +37,7 @@ from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets.lib.redact import RedactedError
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import PROJECT_ROOT, Settings
-from movielens_assets.warehouse.snowflake import SnowflakeWarehouse
+from movielens_assets.warehouse.snowflake.resource import SnowflakeWarehouse
 from movielens_assets_tests.conftest import SAMPLE
 from movielens_assets_tests.integration.test_sensors import LandingSensor
 from movielens_assets_tests.integration.test_snowflake_loader import (  # noqa: F401 (fake_snowflake: a fixture)
@@ -223,10 +223,14 @@ def test_snowflake_loads_and_a_failed_copy_keep_every_credential_out_of_events_a
     instance_dir.mkdir()
 
     with dg.DagsterInstance.local_temp(str(instance_dir)) as instance:
-        loaded = materialize_raw(landing, FakesnowWarehouse.from_env(), instance)
+        loaded = materialize_raw(
+            landing, FakesnowWarehouse.from_settings(Settings.from_env()), instance
+        )
         bad = [header, ["1", "1", "4.0", "964982703"], ["1", "3", "four", "964981247"]]
         bad_key = land(landing, "ratings", csv_bytes(bad), "ratings-2024.csv")
-        failed = materialize_raw(landing, FakesnowWarehouse.from_env(), instance)
+        failed = materialize_raw(
+            landing, FakesnowWarehouse.from_settings(Settings.from_env()), instance
+        )
         stored = stored_by_dagster(instance)
 
     assert loaded.success and not failed.success
@@ -298,7 +302,9 @@ def test_a_refused_snowflake_login_fails_the_run_without_the_password(
     instance_dir.mkdir()
 
     with dg.DagsterInstance.local_temp(str(instance_dir)) as instance:
-        result = materialize_raw(landing, SnowflakeWarehouse.from_env(), instance)
+        result = materialize_raw(
+            landing, SnowflakeWarehouse.from_settings(Settings.from_env()), instance
+        )
         stored = stored_by_dagster(instance)
 
     assert not result.success

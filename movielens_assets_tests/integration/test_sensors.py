@@ -20,7 +20,7 @@ from movielens_assets.lib.cursor import CursorError, LandingCursor, diff_listing
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import ConfigurationError, Settings
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
 CSV = b"userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"
 

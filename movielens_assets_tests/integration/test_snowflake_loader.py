@@ -65,21 +65,23 @@ from movielens_assets.defs.dbt.failing_rows import sample_sql
 from movielens_assets.defs.raw.assets import raw_metadata
 from movielens_assets.defs.raw.checks import reconciliation_sql, rejections_sql
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.settings import Settings
 from movielens_assets.warehouse.base import BadFileError
-from movielens_assets.warehouse.snowflake import (
-    CSV_FORMAT_OPTIONS,
-    DEFAULT_FILE_FORMAT,
-    DEFAULT_STAGE,
-    CopyJob,
-    CopyResult,
-    SnowflakeWarehouse,
-    copy_results,
-    file_format_clause,
-    on_error_clause,
+from movielens_assets.warehouse.snowflake.copy_results import CopyResult, copy_results
+from movielens_assets.warehouse.snowflake.loader import CopyJob
+from movielens_assets.warehouse.snowflake.quoting import (
     quote_identifier,
-    raw_table_name,
     stage_location,
     string_literal,
+)
+from movielens_assets.warehouse.snowflake.resource import SnowflakeWarehouse
+from movielens_assets.warehouse.snowflake.setup_sql import CSV_FORMAT_OPTIONS
+from movielens_assets.warehouse.snowflake.sql import (
+    DEFAULT_FILE_FORMAT,
+    DEFAULT_STAGE,
+    file_format_clause,
+    on_error_clause,
+    raw_table_name,
 )
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 
@@ -191,8 +193,10 @@ def fake_snowflake(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 @pytest.fixture
 def warehouse(fake_snowflake) -> FakesnowWarehouse:
-    """The loader configured by ``from_env`` with its secrets resolved by Dagster."""
-    with dg.build_resources({"warehouse": FakesnowWarehouse.from_env()}) as resources:
+    """The loader configured from the settings, with its secrets resolved by Dagster."""
+    with dg.build_resources(
+        {"warehouse": FakesnowWarehouse.from_settings(Settings.from_env())}
+    ) as resources:
         resources.warehouse.ensure_raw_tables()
         yield resources.warehouse
 
@@ -360,11 +364,11 @@ def test_every_session_carries_a_query_tag_with_the_run_and_asset(landing, wareh
     assert {call.kwargs["role"] for call in connect.call_args_list} == {"LOADER"}
 
 
-def test_from_env_keeps_secrets_out_of_the_configuration(monkeypatch):
+def test_the_resource_built_from_settings_keeps_secrets_out_of_its_configuration(monkeypatch):
     """No emulator needed: secrets are EnvVars until Dagster resolves them in a run."""
     for name, value in SNOWFLAKE_ENV.items():
         monkeypatch.setenv(name, value)
-    warehouse = SnowflakeWarehouse.from_env()
+    warehouse = SnowflakeWarehouse.from_settings(Settings.from_env())
     assert isinstance(warehouse.password, dg.EnvVar)
     assert "not-a-real-password" not in repr(warehouse)
     assert warehouse.stage_key_prefix == "landing/"
@@ -379,7 +383,9 @@ def test_from_env_keeps_secrets_out_of_the_configuration(monkeypatch):
 def skip_file_warehouse(fake_snowflake) -> FakesnowWarehouse:
     """The loader with ``MOVIELENS_ON_ERROR=skip_file``, on the same emulated account."""
     environ = {**os.environ, "MOVIELENS_ON_ERROR": "skip_file"}
-    with dg.build_resources({"warehouse": FakesnowWarehouse.from_env(environ)}) as resources:
+    with dg.build_resources(
+        {"warehouse": FakesnowWarehouse.from_settings(Settings.from_env(environ))}
+    ) as resources:
         resources.warehouse.ensure_raw_tables()
         yield resources.warehouse
 
@@ -398,7 +404,7 @@ def test_on_error_is_read_per_dataset_from_the_environment(monkeypatch):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("MOVIELENS_ON_ERROR", "skip_file")
     monkeypatch.setenv("MOVIELENS_ON_ERROR_MOVIES", "abort_statement")
-    warehouse = SnowflakeWarehouse.from_env()
+    warehouse = SnowflakeWarehouse.from_settings(Settings.from_env())
     assert [warehouse.on_error_for(name) for name in ("ratings", "movies")] == [
         "skip_file",
         "abort",

@@ -22,7 +22,7 @@ from movielens_assets.defs.raw.source_freshness import (
     source_freshness_config,
 )
 from movielens_assets.project import DBT_PROJECT_DIR, movielens_project
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
 DAY = {"warn_after": {"count": 24, "period": "hour"}, "error_after": {"count": 3, "period": "day"}}
 # Hours since the newest load of each table; None: the table is empty.

@@ -9,8 +9,7 @@ import pytest
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.warehouse.base import BadFileError
-from movielens_assets.warehouse.csv_files import check_header
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 
 log = logging.getLogger(__name__)
@@ -130,12 +129,6 @@ def test_a_wrong_header_names_the_file_line_and_column(landing, warehouse, tmp_p
     assert message.startswith("landing/ratings/wrong.csv, line 1, column 1:")
     assert "'userId,movieId,rating,timestamp'" in message
     assert table(Path(warehouse.path), "select count(*) from raw.raw_ratings") == [(0,)]
-
-
-def test_header_checks_accept_crlf_and_a_byte_order_mark_only_when_exact():
-    check_header(DATASETS["tags"], "k", "userId,movieId,tag,timestamp")
-    with pytest.raises(BadFileError, match="3 columns"):
-        check_header(DATASETS["tags"], "k", "userId,movieId,tag")
 
 
 def test_gzip_files_load_like_plain_ones(landing, warehouse, tmp_path):
