@@ -154,7 +154,7 @@ def stack(browser, tmp_path_factory) -> Iterator[Stack]:
     landed. Requests ``browser`` first, so a missing browser fails before the slow start."""
     home = tmp_path_factory.mktemp("ui-home")
     settings = {"MOVIELENS_SENSOR_INTERVAL": "5", "MOVIELENS_SENSOR_DEFAULT": "stopped"}
-    with running_stack(home, settings, ready_timeout=180) as running:
+    with running_stack(home, settings, ready_timeout=300) as running:
         # The "Join the Dagster community" modal would cover every page.
         assert running.graphql("mutation { setNuxSeen }") == {"setNuxSeen": True}
         yield running
