@@ -9,9 +9,10 @@ import importlib.metadata
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
 
@@ -41,6 +42,12 @@ class DbtCliWithInstalledVersion(DbtCliResource):
 
     installed_dbt: str | None = None
     """The path of the dbt that belongs to this Python's dbt-core package, if any."""
+
+    def __init__(
+        self, project_dir: str | Path | DbtProject, installed_dbt: str | None = None, **kwargs: Any
+    ) -> None:
+        # dagster-dbt's own __init__ takes a DbtProject; the resource's field is a str.
+        super().__init__(project_dir=project_dir, installed_dbt=installed_dbt, **kwargs)
 
     @cached_property
     def _cli_version(self) -> version.Version:

@@ -6,6 +6,7 @@ file, and on Snowflake the COPY statements run in the warehouse anyway.
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import dagster as dg
 
@@ -19,7 +20,7 @@ from movielens_assets.settings import Settings
 from movielens_assets.warehouse.base import LoadError, LoadReport, Warehouse
 
 
-def raw_metadata(report: LoadReport, uri: str) -> dict[str, object]:
+def raw_metadata(report: LoadReport, uri: str) -> dict[str, Any]:
     """What the asset page shows about one dataset's load."""
     file_results = redact_json(report.file_results())  # the warehouse's own error texts
     return {

@@ -177,7 +177,7 @@ def rule_violation(
         f"from {read_csv_sql(dataset)} with ordinality "
         f"where not ({rules_sql(rules)}) order by ordinality limit 1",
         {"path": str(local)},
-    ).fetchone()
+    ).fetchall()[0]
     width = len(dataset.columns)
     ordinality, values = row[0], dict(zip(dataset.header, row[1 : 1 + width], strict=True))
     rule = next(rule for rule, passed in zip(rules, row[1 + width :], strict=True) if not passed)
@@ -193,7 +193,7 @@ def rule_violation(
             f"select coalesce(sum({breaks}), 0) from {read_csv_sql(dataset)} with ordinality "
             "where ordinality < $row",
             {"path": str(local), "row": ordinality},
-        ).fetchone()[0]
+        ).fetchall()[0][0]
     value = values[rule.column]
     others = f" ({broken:,} rows break this rule; this is the first)" if broken > 1 else ""
     shown_row = ",".join("" if item is None else str(item) for item in values.values())

@@ -115,7 +115,7 @@ class FileLoader:
             self._record_rejections(name, report.rejected, on_error)
         report.table_rows = connection.execute(
             f"select count(*) from {RAW_SCHEMA}.{dataset.raw_table}"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         return report
 
     def _load_file(self, dataset: Dataset, obj: S3Object, s3: Any, bucket: str) -> FileLoad | None:
@@ -148,7 +148,7 @@ class FileLoader:
                         f"insert into {table} select *, $key, $loaded_at "
                         f"from {read_csv_sql(dataset)}",
                         {"path": str(local), "key": obj.key, "loaded_at": loaded_at},
-                    ).fetchone()[0]
+                    ).fetchall()[0][0]
             except duckdb.Error as error:
                 raise bad_csv(obj.key, dataset, error, local) from error
             if rules := VALUE_RULES.get(dataset.name):
@@ -156,7 +156,7 @@ class FileLoader:
                     f"select count(*) from {table} where _source_file = $key "
                     f"and _loaded_at = $loaded_at and not ({rules_sql(rules)})",
                     {"key": obj.key, "loaded_at": loaded_at},
-                ).fetchone()[0]
+                ).fetchall()[0][0]
                 if broken:
                     _rollback(cursor)
                     raise rule_violation(cursor, dataset, rules, obj.key, local, broken)

@@ -141,6 +141,8 @@ class SnowflakeWarehouse(Warehouse):
         for name in ("host", "port", "protocol"):
             if getattr(self, name):
                 extra[name] = getattr(self, name)
+        # The field is `schema_`; the constructor knows it by its alias, `schema`.
+        schema: dict[str, Any] = {"schema": RAW_SCHEMA}
         return SnowflakeResource(
             account=self.account,
             user=self.user,
@@ -150,7 +152,7 @@ class SnowflakeWarehouse(Warehouse):
             role=self.role,
             warehouse=self.warehouse,
             database=self.database,
-            schema_=RAW_SCHEMA,
+            **schema,
             paramstyle="qmark",
             additional_snowflake_connection_args=extra,
         )
