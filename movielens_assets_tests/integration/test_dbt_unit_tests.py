@@ -2,8 +2,9 @@
 
 ``loaded_since_last_run`` (the load-time watermark) and ``latest_row_per_key`` (the dedupe) are
 tested through ``fct_ratings`` with fixed inputs (``models/facts/_facts__models.yml``,
-``unit_tests:``). Unit tests are a development-time check: the Dagster dbt step excludes them,
-this test runs them, and shows that each one fails when its macro's rule is broken.
+``unit_tests:``). Unit tests are a development-time check (dbt's advice): the Dagster dbt step
+and the bench exclude them, a plain ``dbt build`` runs them, and this test runs them and shows
+that each one fails when its macro's rule is broken.
 """
 
 import json
