@@ -13,7 +13,8 @@ fakesnow's COPY otherwise cannot read movies.csv's doubled quotes.
 Only a first build is checked (it builds 14 models, the seed and the snapshot and runs 53
 tests), without dbt's unit tests, as the pipeline's build runs it: a unit test stages its
 fixtures in temporary tables, which fakesnow refuses as described next ("TEMPORARY table
-names ..."); they run on DuckDB in ``test_dbt_unit_tests.py``. A second ``dbt build`` on the same server fails, on fakesnow only, as measured here:
+names ..."); they run on DuckDB in ``test_dbt_unit_tests.py``. A second ``dbt build`` on
+the same server fails, on fakesnow only, as measured here:
 ``fct_ratings`` and ``fct_genome_scores`` (incremental, strategy ``merge``) and the snapshot
 ``snap_tags`` stop with "001003 (42000): Parser Error: TEMPORARY table names can *only* use
 the "temp" catalog", and the 24 tests and models downstream of them are skipped. On a rerun,
