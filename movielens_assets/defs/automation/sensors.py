@@ -97,12 +97,13 @@ def with_what_checks_read(
         missing = set().union(
             *(check_reads(spec) - grown for spec in specs if check_reads(spec) & grown)
         )
-        if not missing:
-            return grown
         upstream = dg.AssetSelection.assets(*missing).upstream() - dg.AssetSelection.groups(
             "landing"
         )
-        grown |= upstream.resolve(assets_defs)
+        added = set(upstream.resolve(assets_defs)) - grown if missing else set()
+        if not added:  # nothing missing, or only what a sensor run never builds (landing)
+            return grown
+        grown |= added
 
 
 def raw_and_downstream_keys(
