@@ -11,7 +11,8 @@ shows them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from itertools import chain
 
 import dagster as dg
@@ -68,13 +69,51 @@ def landing_materialization(
     )
 
 
+def check_reads(spec: dg.AssetCheckSpec) -> set[dg.AssetKey]:
+    """Every asset a check reads: the asset it checks and its additional deps (a relationships
+    test reads the model it points at too)."""
+    return {spec.asset_key, *(dep.asset_key for dep in spec.additional_deps)}
+
+
+def with_what_checks_read(
+    keys: AbstractSet[dg.AssetKey],
+    check_specs: Iterable[dg.AssetCheckSpec],
+    assets_defs: Sequence[dg.AssetsDefinition],
+) -> set[dg.AssetKey]:
+    """``keys`` grown until every check that reads one of them reads only assets in it.
+
+    dbt runs a test when the run builds any model the test reads (dbt's default, eager indirect
+    selection, which dagster-dbt keeps when a run has all the checks of its assets). So both
+    sides of a check come along: the other side of a check on a built asset (``fct_ratings``'s
+    relationships test reads ``dim_movies``), and the checked asset of a check that reads a built
+    one (building ``dim_users`` runs ``fct_ratings``'s test too, so ``fct_ratings`` is built;
+    building ``dim_movies`` builds the seed its test reads). Each comes with what it needs
+    upstream, never the landing uploads. A check that failed for want of the other side is
+    checked again by the run that builds that side.
+    """
+    specs = list(check_specs)
+    grown = set(keys)
+    while True:
+        missing = set().union(
+            *(check_reads(spec) - grown for spec in specs if check_reads(spec) & grown)
+        )
+        upstream = dg.AssetSelection.assets(*missing).upstream() - dg.AssetSelection.groups(
+            "landing"
+        )
+        added = set(upstream.resolve(assets_defs)) - grown if missing else set()
+        if not added:  # nothing missing, or only what a sensor run never builds (landing)
+            return grown
+        grown |= added
+
+
 def raw_and_downstream_keys(
     context: dg.SensorEvaluationContext, datasets: Sequence[str]
 ) -> list[dg.AssetKey]:
-    """The RAW assets of ``datasets``, every asset downstream of them and what those need.
+    """The RAW assets of ``datasets``, every asset downstream of them, what those need, and both
+    sides of every check that reads any of them (``with_what_checks_read``).
 
-    A run request's ``asset_selection`` restricts the job to exactly the keys it names, so the
-    downstream closure is resolved here, on the code location's asset graph.
+    A run request's ``asset_selection`` restricts the job to exactly the keys it names (with the
+    checks of those keys), so the closure is resolved here, on the code location's assets.
     """
     repository = context.repository_def
     if repository is None:
@@ -83,25 +122,13 @@ def raw_and_downstream_keys(
             "assets; in a test, build the context with "
             "dg.build_sensor_context(..., definitions=<Definitions holding the sensor>)."
         )
-    job = repository.get_job(raw_and_downstream_job.name)
-    graph = job.asset_layer.asset_graph
-    keys = raw_and_downstream([raw_key(name) for name in datasets]).resolve(graph)
-    # Checks may read other assets too (a relationships test reads the model it points at):
-    # bring those, and what they need, until nothing is missing.
-    while True:
-        needed = {
-            dep.asset_key
-            for check in graph.asset_check_keys
-            if check.asset_key in keys
-            for dep in graph.get_check_spec(check).additional_deps
-        }
-        if needed <= keys:
-            break
-        upstream = dg.AssetSelection.assets(*needed).upstream() - dg.AssetSelection.groups(
-            "landing"
-        )
-        keys |= upstream.resolve(graph)
-    keys &= job.asset_layer.selected_asset_keys
+    # One definition holds many keys (the dbt project): each definition once.
+    assets_defs = list({id(d): d for d in repository.assets_defs_by_key.values()}.values())
+    check_defs = {id(d): d for d in repository.asset_checks_defs_by_key.values()}.values()
+    check_specs = [spec for d in [*assets_defs, *check_defs] for spec in d.check_specs]
+    selected = raw_and_downstream([raw_key(name) for name in datasets]).resolve(assets_defs)
+    in_job = raw_and_downstream([raw_key(name) for name in DATASETS]).resolve(assets_defs)
+    keys = with_what_checks_read(selected, check_specs, assets_defs) & in_job
     return sorted(keys, key=lambda key: key.path)
 
 
