@@ -6,7 +6,7 @@ an upgrade changes one of them, so an upgrade breaks a test, not a run.
 """
 
 import importlib.metadata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,17 @@ def job_check_count(job: dg.JobDefinition) -> int:
 def job_assets_defs(job: dg.JobDefinition) -> Sequence[dg.AssetsDefinition]:
     """The assets definitions of a job's asset graph (``asset_layer.asset_graph``)."""
     return job.asset_layer.asset_graph.assets_defs
+
+
+def resolve_selection(
+    selection: dg.AssetSelection, assets_defs: Iterable[dg.AssetsDefinition]
+) -> set[dg.AssetKey]:
+    """The keys an asset selection picks among ``assets_defs``.
+
+    ``AssetSelection.resolve`` is documented nowhere as public, although its class is; a
+    sensor needs it to expand "downstream of these RAW assets" into the keys of a run request.
+    """
+    return set(selection.resolve(list(assets_defs)))
 
 
 class DbtCliWithInstalledVersion(DbtCliResource):

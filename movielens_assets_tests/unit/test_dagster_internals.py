@@ -14,6 +14,7 @@ from movielens_assets.lib.dagster_internals import (
     job_asset_keys,
     job_assets_defs,
     job_check_count,
+    resolve_selection,
 )
 
 
@@ -40,3 +41,15 @@ def test_a_jobs_asset_layer_lists_its_assets_checks_and_definitions():
 def test_dagster_dbt_still_caches_the_dbt_version_in_a_private_property():
     assert isinstance(inspect.getattr_static(DbtCliResource, "_cli_version"), cached_property)
     assert issubclass(DbtCliWithInstalledVersion, DbtCliResource)
+
+
+def test_an_asset_selection_resolves_to_keys_among_assets_definitions():
+    downstream = dg.AssetSelection.assets(first).downstream()
+    assert resolve_selection(downstream, [first, second]) == {
+        dg.AssetKey("first"),
+        dg.AssetKey("second"),
+    }
+    assert resolve_selection(dg.AssetSelection.assets(second).upstream(), [first, second]) == {
+        dg.AssetKey("first"),
+        dg.AssetKey("second"),
+    }

@@ -22,6 +22,7 @@ from movielens_assets.datasets import DATASETS
 from movielens_assets.defs.automation.schedules import raw_and_downstream, raw_and_downstream_job
 from movielens_assets.lib.asset_keys import landing_key, raw_key
 from movielens_assets.lib.cursor import LandingCursor, diff_listing, run_key_for
+from movielens_assets.lib.dagster_internals import resolve_selection
 from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.resources import LandingBucket
@@ -100,7 +101,7 @@ def with_what_checks_read(
         upstream = dg.AssetSelection.assets(*missing).upstream() - dg.AssetSelection.groups(
             "landing"
         )
-        added = set(upstream.resolve(assets_defs)) - grown if missing else set()
+        added = set(resolve_selection(upstream, assets_defs)) - grown if missing else set()
         if not added:  # nothing missing, or only what a sensor run never builds (landing)
             return grown
         grown |= added
@@ -126,10 +127,14 @@ def raw_and_downstream_keys(
     assets_defs = list({id(d): d for d in repository.assets_defs_by_key.values()}.values())
     check_defs = {id(d): d for d in repository.asset_checks_defs_by_key.values()}.values()
     check_specs = [spec for d in [*assets_defs, *check_defs] for spec in d.check_specs]
-    selected = raw_and_downstream([raw_key(name) for name in datasets]).resolve(assets_defs)
-    in_job = raw_and_downstream([raw_key(name) for name in DATASETS]).resolve(assets_defs)
+    selected = resolve_selection(
+        raw_and_downstream([raw_key(name) for name in datasets]), assets_defs
+    )
+    in_job = resolve_selection(
+        raw_and_downstream([raw_key(name) for name in DATASETS]), assets_defs
+    )
     keys = with_what_checks_read(selected, check_specs, assets_defs) & in_job
-    return sorted(keys, key=lambda key: key.path)
+    return sorted(keys, key=lambda key: list(key.path))
 
 
 def evaluate_landing(context: dg.SensorEvaluationContext, s3: LandingBucket) -> dg.SensorResult:
