@@ -26,12 +26,45 @@ STAGES = {"landing_files": "landing", "raw_tables": "raw", "movielens_dbt_models
 
 DAGSTER_YAML = """\
 # Written by `movielens` (rewritten on every start): the Dagster instance of local runs.
+# deploy/dagster.yaml is the production one (Postgres); the run settings below are the same.
 telemetry:
   enabled: false
-# DuckDB admits one writer process: runs launched by the sensor and schedules queue up.
+# Runs queue in the daemon; the warehouse's single writer is a pool, not one run at a time:
+# every step that opens the DuckDB file is in pool `duckdb_warehouse`, and a pool without a
+# limit of its own gets default_limit 1. Steps that do not touch the warehouse run beside it.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
 concurrency:
   runs:
-    max_concurrent_runs: 1
+    max_concurrent_runs: 4
+  pools:
+    default_limit: 1
+    granularity: op
+# A run whose worker dies is marked failed (the code server sees its process exit; the start
+# timeout catches a worker that never started) and its pool slots are freed soon after.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  poll_interval_seconds: 5
+  free_slots_after_run_end_seconds: 5
+# ...and retried from the failed step. A run that failed in a step (a blocking check failed, a
+# file was rejected) is not retried: it would fail the same way.
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+retention:
+  sensor:
+    purge_after_days:
+      skipped: 1
+      success: 30
+      failure: 30
+  schedule:
+    purge_after_days:
+      skipped: 7
+      success: 90
+      failure: 90
 """
 
 

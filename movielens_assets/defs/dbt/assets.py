@@ -92,12 +92,13 @@ class MovielensTranslator(DagsterDbtTranslator):
 
 
 def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
-    """The dbt project's assets, with the marts' freshness policy."""
+    """The dbt project's assets, with the marts' freshness policy, in the target's dbt pool."""
 
     @dbt_assets(
         manifest=movielens_project.manifest_path,
         project=movielens_project,
         dagster_dbt_translator=MovielensTranslator(settings),
+        pool=settings.pools.dbt,
     )
     def movielens_dbt_models(
         context: dg.AssetExecutionContext,
