@@ -135,6 +135,7 @@ def kill_worker_mid_insert(
         return pids[0] if pids and started else None
 
     pid = wait_for(f"run {run_id} to start inserting {key}", inserting, timeout, every=0.2)
-    assert environ_of(pid).get("MOVIELENS_HOME") == str(home), f"{pid} is not a worker here"
+    worker_home = environ_of(pid).get("MOVIELENS_HOME", "")
+    assert Path(worker_home).resolve() == home.resolve(), f"pid {pid} is not a worker here"
     os.kill(pid, signal.SIGKILL)
     return pid, time.time()

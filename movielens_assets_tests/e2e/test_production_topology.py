@@ -52,7 +52,6 @@ class Deployment:
     home: Path
     port: int
     postgres: Cluster
-    code_server: subprocess.Popen | None = None
 
     def land(self, path: Path, dataset: str) -> None:
         result = subprocess.run(
@@ -187,7 +186,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
                 root / "code-server.log",
             )
             processes.append(code_server)
-            deployment.code_server = code_server
             processes.append(
                 start(
                     [
@@ -321,7 +319,7 @@ def test_a_worker_killed_mid_load_is_failed_then_retried_and_the_file_loads_once
 
     run = wait_for("the sensor's run of the big file", new_run, RUN_TIMEOUT)
     pid, killed_at = kill_worker_mid_insert(
-        deployment.port, run["runId"], key, RUN_TIMEOUT, process_group=deployment.code_server.pid
+        deployment.port, run["runId"], key, RUN_TIMEOUT, deployment.home
     )
 
     def failed() -> str | None:
