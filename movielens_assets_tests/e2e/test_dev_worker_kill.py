@@ -4,9 +4,13 @@ has run monitoring and run retries on: the dead run is marked failed, retried on
 ends up in RAW and in fct_ratings exactly once (row counts from Python's csv module)."""
 
 import time
+from pathlib import Path
 
+import boto3
 import pytest
 
+from movielens_assets.lib import s3 as s3lib
+from movielens_assets.tools.local_s3 import LocalS3Server
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 from movielens_assets_tests.e2e.deployment import (
     NOT_FINISHED,
@@ -20,6 +24,22 @@ from movielens_assets_tests.e2e.test_dev_stack import running_stack
 
 pytestmark = pytest.mark.e2e
 
+
+def land_before_start(home: Path, files: dict[str, Path]) -> None:
+    """Land files into the home's S3 state before `movielens dev` starts (it restores them), so
+    the sensor's first tick sees them all and starts one run: a run for one file would also
+    load the other (RAW of every dataset the downstream models need), racing its own retry."""
+    server = LocalS3Server(home / "s3")
+    endpoint = server.start()
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        s3lib.ensure_bucket(client, "movielens")
+        for dataset, path in files.items():
+            s3lib.upload(client, path, "movielens", f"landing/{dataset}/{path.name}")
+    finally:
+        server.stop()
+
+
 BIG_ROWS = 4_000_000
 RUN_TIMEOUT = 600
 
@@ -31,9 +51,8 @@ def test_a_worker_killed_mid_load_under_movielens_dev_is_retried_and_loads_the_f
     big = tmp_path_factory.mktemp("files") / "ratings-big.csv"
     rows = write_big_ratings(big, BIG_ROWS)
     key = "landing/ratings/ratings-big.csv"
+    land_before_start(home, {"movies": SAMPLE / "movies.csv", "ratings": big})
     with running_stack(home, {"MOVIELENS_SENSOR_INTERVAL": "5"}, ready_timeout=180) as stack:
-        stack.land(SAMPLE / "movies.csv", "movies")
-        stack.land(big, "ratings")
 
         def loading_run() -> dict | None:
             for run in runs(stack.port):
