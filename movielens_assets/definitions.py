@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from movielens_assets.resources import build_resources
+from movielens_assets.resources import build_resources, run_executor
 from movielens_assets.settings import Settings
 
 
@@ -19,9 +19,7 @@ def build_definitions() -> dg.Definitions:
         dg.load_from_defs_folder(path_within_project=Path(__file__).parent),
         dg.Definitions(
             resources=build_resources(settings),
-            # One process per run: DuckDB admits one writer process, and the stages are
-            # sequential anyway (the RAW step loads datasets in parallel threads).
-            executor=dg.in_process_executor,
+            executor=run_executor(settings),
         ),
     )
 

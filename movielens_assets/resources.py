@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 from dagster_aws.s3 import S3Resource
 from dagster_dbt import DbtCliResource
 from pydantic import Field
@@ -77,3 +78,16 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "warehouse": warehouse,
         "dbt": dbt_resource(settings),
     }
+
+
+def run_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """How a run executes its steps on this target.
+
+    DuckDB: one process per run (the file admits one writer process, the ``duckdb_warehouse``
+    pool keeps steps of concurrent runs apart, and the RAW step loads datasets in threads).
+    Snowflake: Dagster's default, one process per step, so steps of a run that do not depend on
+    each other run at once within their pools' limits.
+    """
+    if settings.target == "prod":
+        return dg.multiprocess_executor
+    return dg.in_process_executor

@@ -184,6 +184,31 @@ class SnowflakeSettings:
         return secrets
 
 
+@dataclass(frozen=True)
+class WarehousePools:
+    """The Dagster concurrency pool of each kind of step that touches the warehouse.
+
+    A pool's limit is instance state (``concurrency.pools.default_limit`` in ``dagster.yaml``,
+    ``dagster instance concurrency set <pool> <limit>`` or the UI); ``None`` means no pool.
+    """
+
+    raw: str | None
+    """The RAW load (``raw_tables``)."""
+    checks: str | None
+    """The RAW checks and the source freshness check (they read the warehouse)."""
+    dbt: str | None
+    """The dbt build (``movielens_dbt_models``)."""
+
+
+DUCKDB_POOL = "duckdb_warehouse"
+"""DuckDB admits one writer process (and no reader beside it): every step that opens the file
+shares this pool, whose limit must stay 1."""
+SNOWFLAKE_RAW_POOL = "snowflake_raw_loads"
+"""Concurrent RAW loads on Snowflake (COPY skips files already loaded; the ledger's key guards)."""
+SNOWFLAKE_DBT_POOL = "snowflake_dbt_builds"
+"""Concurrent dbt builds on Snowflake."""
+
+
 def _sensor_interval(env: Mapping[str, str]) -> int:
     """Seconds between sensor ticks: ``MOVIELENS_SENSOR_INTERVAL``, default 30."""
     value = (env.get("MOVIELENS_SENSOR_INTERVAL") or "").strip()
@@ -303,6 +328,71 @@ class Settings:
         return self.home / "sample" / "ml-latest-small"
 
     @property
+    def pools(self) -> WarehousePools:
+        """Which pool guards which step on this target: one pool for every step that opens the
+        DuckDB file; on Snowflake, RAW loads and dbt builds each in their own pool (limits set in
+        the instance), checks unpooled (they only read)."""
+        if self.target == "prod":
+            return WarehousePools(raw=SNOWFLAKE_RAW_POOL, checks=None, dbt=SNOWFLAKE_DBT_POOL)
+        return WarehousePools(raw=DUCKDB_POOL, checks=DUCKDB_POOL, dbt=DUCKDB_POOL)
+
+    @property
     def warehouse_kind(self) -> str:
         """The warehouse engine of this target, shown as the RAW assets' kind."""
         return "snowflake" if self.target == "prod" else "duckdb"
+
+
+POSTGRES_VARIABLES = (
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_USER",
+    "DAGSTER_PG_PASSWORD",
+    "DAGSTER_PG_DB",
+)
+"""The production instance's connection (``deploy/dagster.yaml`` reads the same names)."""
+
+
+@dataclass(frozen=True)
+class PostgresSettings:
+    """Where the production Dagster instance keeps runs, events and sensor state."""
+
+    host: str
+    """``DAGSTER_PG_HOST``."""
+    port: int
+    """``DAGSTER_PG_PORT``."""
+    user: str
+    """``DAGSTER_PG_USER``."""
+    password: str
+    """``DAGSTER_PG_PASSWORD``: never printed."""
+    db: str
+    """``DAGSTER_PG_DB``."""
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresSettings(host={self.host!r}, port={self.port}, user={self.user!r}, "
+            f"password='***', db={self.db!r})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PostgresSettings:
+        """Read ``DAGSTER_PG_*``; every one is required (no default could be right)."""
+        env = os.environ if environ is None else environ
+        missing = [name for name in POSTGRES_VARIABLES if not env.get(name)]
+        if missing:
+            raise ConfigurationError(
+                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: the "
+                "production instance (deploy/dagster.yaml) connects to PostgreSQL with "
+                f"{', '.join(POSTGRES_VARIABLES)}. Set every one (see .env.example)."
+            )
+        port = env["DAGSTER_PG_PORT"].strip()
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(
+                f"DAGSTER_PG_PORT={port!r} is not a TCP port; PostgreSQL's default is 5432."
+            )
+        return cls(
+            host=env["DAGSTER_PG_HOST"].strip(),
+            port=int(port),
+            user=env["DAGSTER_PG_USER"].strip(),
+            password=env["DAGSTER_PG_PASSWORD"],
+            db=env["DAGSTER_PG_DB"].strip(),
+        )

@@ -188,6 +188,15 @@ def cmd_docs(args: argparse.Namespace) -> int:
         return 0
 
 
+def cmd_check_instance(args: argparse.Namespace) -> int:
+    """Check that the production instance's PostgreSQL (DAGSTER_PG_*) is reachable and usable."""
+    from movielens_assets.tools.instance_check import run_check
+
+    status, line = run_check()
+    print(line, file=sys.stderr if status else sys.stdout)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="movielens", description=__doc__)
@@ -233,6 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     land.add_argument("files", nargs="+", help="CSV files (.csv or .csv.gz)")
     land.add_argument("--dataset", required=True, help="movies, ratings, tags, links, ...")
     land.set_defaults(handler=cmd_land)
+
+    check = commands.add_parser(
+        "check-instance",
+        help="check the production instance's PostgreSQL connection (DAGSTER_PG_*)",
+    )
+    check.set_defaults(handler=cmd_check_instance)
     return parser
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sys
 import uuid
 from collections import Counter
@@ -27,12 +28,45 @@ STAGES = {"landing_files": "landing", "raw_tables": "raw", "movielens_dbt_models
 
 DAGSTER_YAML = """\
 # Written by `movielens` (rewritten on every start): the Dagster instance of local runs.
+# deploy/dagster.yaml is the production one (Postgres); the run settings below are the same.
 telemetry:
   enabled: false
-# DuckDB admits one writer process: runs launched by the sensor and schedules queue up.
+# Runs queue in the daemon; the warehouse's single writer is a pool, not one run at a time:
+# every step that opens the DuckDB file is in pool `duckdb_warehouse`, and a pool without a
+# limit of its own gets default_limit 1. Steps that do not touch the warehouse run beside it.
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
 concurrency:
   runs:
-    max_concurrent_runs: 1
+    max_concurrent_runs: 4
+  pools:
+    default_limit: 1
+    granularity: op
+# A run whose worker dies is marked failed (the code server sees its process exit; the start
+# timeout catches a worker that never started) and its pool slots are freed soon after.
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+  poll_interval_seconds: 5
+  free_slots_after_run_end_seconds: 5
+# ...and retried from the failed step. A run that failed in a step (a blocking check failed, a
+# file was rejected) is not retried: it would fail the same way.
+run_retries:
+  enabled: true
+  max_retries: 2
+  retry_on_asset_or_op_failure: false
+retention:
+  sensor:
+    purge_after_days:
+      skipped: 1
+      success: 30
+      failure: 30
+  schedule:
+    purge_after_days:
+      skipped: 7
+      success: 90
+      failure: 90
 """
 
 
@@ -73,6 +107,53 @@ def prepare_instance(settings: Settings) -> None:
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     with dg.DagsterInstance.get():
         pass
+
+
+LAUNCHER_PID_TAG = "movielens/launcher_pid"
+LAUNCHER_HOST_TAG = "movielens/launcher_host"
+IN_PROGRESS = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def launcher_tags() -> dict[str, str]:
+    """Tags naming the process that runs an in-process run (``movielens run``)."""
+    return {LAUNCHER_PID_TAG: str(os.getpid()), LAUNCHER_HOST_TAG: socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_abandoned_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the in-process runs whose ``movielens run`` process died (SIGKILL, OOM)
+    while the instance still shows them in progress, and free the pool slots they held.
+
+    A run of the daemon has a code server watching its process; an in-process run has nobody,
+    and a ``duckdb_warehouse`` slot it left claimed would hold every later warehouse step.
+    Returns the run ids it failed.
+    """
+    abandoned = []
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=IN_PROGRESS)):
+        pid = run.tags.get(LAUNCHER_PID_TAG, "")
+        if not pid.isdigit() or run.tags.get(LAUNCHER_HOST_TAG) != socket.gethostname():
+            continue
+        if _alive(int(pid)):
+            continue
+        instance.report_run_failed(
+            run, f"The `movielens run` process (pid {pid}) ended without finishing this run."
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        abandoned.append(run.run_id)
+    return abandoned
 
 
 def ensure_manifest(refresh: bool = False) -> Path:
@@ -300,6 +381,9 @@ def run_pipeline(
         defs = build_definitions()
         job = defs.resolve_job_def("movielens_pipeline")
         with dg.DagsterInstance.get() as instance:
+            abandoned = fail_abandoned_runs(instance)
+            if abandoned and progress is not None:
+                progress(f"marked failed: {', '.join(abandoned)} (a killed `movielens run`)")
             run_id = str(uuid.uuid4())
             if progress is not None:
                 listener = progress_listener(RunProgress(stage_totals(job)), progress)
@@ -309,6 +393,7 @@ def run_pipeline(
                 instance=instance,
                 raise_on_error=False,
                 run_id=run_id,
+                tags=launcher_tags(),
             )
             summary = summarize(result, job)
             summary.stages = stage_seconds(instance, result.run_id)

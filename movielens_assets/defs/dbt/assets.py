@@ -33,12 +33,13 @@ class DbtBuildConfig(dg.Config):
 
 
 def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
-    """The dbt project's assets."""
+    """The dbt project's assets, in the target's dbt pool (``Settings.pools``)."""
 
     @dbt_assets(
         manifest=movielens_project.manifest_path,
         project=movielens_project,
         dagster_dbt_translator=MovielensTranslator(settings),
+        pool=settings.pools.dbt,
     )
     def movielens_dbt_models(
         context: dg.AssetExecutionContext,

@@ -1,7 +1,8 @@
 """Group ``raw``: each dataset's S3 files loaded into ``raw.raw_<dataset>``, once per file.
 
 The datasets load in parallel threads of one step: on DuckDB only one process may write the
-file, and on Snowflake the COPY statements run in the warehouse anyway.
+file, and on Snowflake the COPY statements run in the warehouse anyway. The step runs in the
+target's RAW pool (``Settings.pools``): on DuckDB the one pool of every step that opens the file.
 """
 
 import json
@@ -71,6 +72,7 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
             for name, dataset in DATASETS.items()
         ],
         can_subset=True,
+        pool=settings.pools.raw,
     )
     def raw_tables(context: dg.AssetExecutionContext, s3: LandingBucket, warehouse: Warehouse):
         """Load every S3 file of each selected dataset that the ledger does not hold yet."""

@@ -20,6 +20,7 @@ import dagster as dg
 
 from movielens_assets.datasets import DATASETS, LEDGER_TABLE
 from movielens_assets.lib.asset_keys import raw_key
+from movielens_assets.settings import Settings
 from movielens_assets.warehouse.base import REJECTIONS_TABLE, Warehouse
 
 NO_REJECTED_FILES = "no_rejected_files"
@@ -129,8 +130,11 @@ def reconciliation_result(dataset: str, rows: list[tuple[Any, ...]]) -> dg.Asset
     )
 
 
-def build_raw_checks(datasets: Iterable[str] | None = None) -> list[dg.AssetChecksDefinition]:
-    """The RAW checks of ``datasets`` (default: all) as one step, keyed on ``raw/raw_<dataset>``."""
+def build_raw_checks(
+    datasets: Iterable[str] | None = None, pool: str | None = None
+) -> list[dg.AssetChecksDefinition]:
+    """The RAW checks of ``datasets`` (default: all) as one step, keyed on ``raw/raw_<dataset>``,
+    in concurrency ``pool`` (on DuckDB the warehouse's: the step opens the file)."""
     names = list(DATASETS if datasets is None else datasets)
     for name in names:
         dataset_literal(name)
@@ -159,7 +163,7 @@ def build_raw_checks(datasets: Iterable[str] | None = None) -> list[dg.AssetChec
         )
     ]
 
-    @dg.multi_asset_check(specs=specs, name="raw_load_checks", can_subset=True)
+    @dg.multi_asset_check(specs=specs, name="raw_load_checks", can_subset=True, pool=pool)
     def raw_load_checks(
         context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     ) -> Iterator[dg.AssetCheckResult]:
@@ -176,5 +180,5 @@ def build_raw_checks(datasets: Iterable[str] | None = None) -> list[dg.AssetChec
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    """The load checks of every RAW table."""
-    return dg.Definitions(asset_checks=build_raw_checks())
+    """The load checks of every RAW table, in the target's checks pool."""
+    return dg.Definitions(asset_checks=build_raw_checks(pool=Settings.from_env().pools.checks))

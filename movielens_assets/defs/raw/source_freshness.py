@@ -18,6 +18,7 @@ from movielens_assets.datasets import DATASETS
 from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets.lib.freshness import source_freshness_config, window
 from movielens_assets.project import movielens_project
+from movielens_assets.settings import Settings
 from movielens_assets.warehouse.base import Warehouse
 
 CHECK_NAME = "dbt_source_freshness"
@@ -84,29 +85,44 @@ def newest_loads_sql(configs: Mapping[str, Mapping[str, Any]]) -> str:
     )
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(
-            CHECK_NAME,
-            asset=raw_key(dataset),
-            blocking=False,
-            description=(
-                "dbt source freshness of the table: the newest `_loaded_at` against the "
-                "warn/error windows of `movielens_dbt/models/staging/_sources.yml`."
-            ),
-        )
-        for dataset in DATASETS
-    ],
-    can_subset=True,
-)
-def raw_source_freshness(
-    context: dg.AssetCheckExecutionContext, warehouse: Warehouse
-) -> Iterator[dg.AssetCheckResult]:
-    """The newest load of each selected RAW table against its dbt freshness windows."""
-    configs = source_freshness_config(json.loads(movielens_project.manifest_path.read_text()))
-    tables = [key.asset_key.path[-1] for key in context.selected_asset_check_keys]
-    selected = {name: configs[name] for name in tables if name in configs}
-    newest = dict(warehouse.query(newest_loads_sql(selected))) if selected else {}
-    now = datetime.now(UTC).replace(tzinfo=None)  # _loaded_at is UTC without a time zone
-    for name in tables:
-        yield check_result(name.removeprefix("raw_"), configs.get(name), newest.get(name), now)
+def build_source_freshness_checks(pool: str | None = None) -> dg.AssetChecksDefinition:
+    """The source freshness checks of every RAW table as one step, in concurrency ``pool`` (on
+    DuckDB the warehouse's: the step opens the file)."""
+
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                CHECK_NAME,
+                asset=raw_key(dataset),
+                blocking=False,
+                description=(
+                    "dbt source freshness of the table: the newest `_loaded_at` against the "
+                    "warn/error windows of `movielens_dbt/models/staging/_sources.yml`."
+                ),
+            )
+            for dataset in DATASETS
+        ],
+        can_subset=True,
+        pool=pool,
+    )
+    def raw_source_freshness(
+        context: dg.AssetCheckExecutionContext, warehouse: Warehouse
+    ) -> Iterator[dg.AssetCheckResult]:
+        """The newest load of each selected RAW table against its dbt freshness windows."""
+        configs = source_freshness_config(json.loads(movielens_project.manifest_path.read_text()))
+        tables = [key.asset_key.path[-1] for key in context.selected_asset_check_keys]
+        selected = {name: configs[name] for name in tables if name in configs}
+        newest = dict(warehouse.query(newest_loads_sql(selected))) if selected else {}
+        now = datetime.now(UTC).replace(tzinfo=None)  # _loaded_at is UTC without a time zone
+        for name in tables:
+            yield check_result(name.removeprefix("raw_"), configs.get(name), newest.get(name), now)
+
+    return raw_source_freshness
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The source freshness checks, in the target's checks pool."""
+    return dg.Definitions(
+        asset_checks=[build_source_freshness_checks(pool=Settings.from_env().pools.checks)]
+    )

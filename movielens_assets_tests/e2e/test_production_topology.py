@@ -1,0 +1,389 @@
+"""The production topology, each part its own process, nothing mocked.
+
+A throwaway PostgreSQL cluster holds the instance (``deploy/dagster.yaml``, copied into a fresh
+``DAGSTER_HOME``), ``dagster code-server start`` serves the code location, ``dagster-webserver``
+and ``dagster-daemon`` load it through ``deploy/workspace.yaml``, a standalone moto S3 server is
+named by ``AWS_ENDPOINT_URL_S3``, and the warehouse is a DuckDB file (Snowflake cannot run here).
+Runs are read through GraphQL and straight from Postgres (psycopg2); the warehouse is checked
+against row counts taken with Python's csv module.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from movielens_assets.tools.local_s3 import LOCAL_CREDENTIALS
+from movielens_assets_tests.conftest import REPO, SAMPLE, csv_rows
+from movielens_assets_tests.e2e.deployment import (
+    NOT_FINISHED,
+    graphql,
+    kill_worker_mid_insert,
+    messages,
+    runs,
+    wait_for,
+    write_big_ratings,
+)
+from movielens_assets_tests.postgres_cluster import Cluster, free_port, throwaway_cluster
+
+pytestmark = pytest.mark.e2e
+
+BIG_ROWS = 4_000_000
+RUN_TIMEOUT = 600
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Deployment:
+    """The running processes' addresses and the environment they share."""
+
+    env: dict[str, str]
+    home: Path
+    port: int
+    postgres: Cluster
+
+    def land(self, path: Path, dataset: str) -> None:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "movielens_assets.tools.cli",
+                "land",
+                str(path),
+                "--dataset",
+                dataset,
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr
+
+    def sql(self, query: str, parameters: tuple = ()) -> list[tuple]:
+        with self.postgres.connect() as connection, connection.cursor() as cursor:
+            cursor.execute(query, parameters)
+            return cursor.fetchall()
+
+    def warehouse(self, query: str) -> list[tuple]:
+        with duckdb.connect(str(self.home / "warehouse.duckdb"), read_only=True) as connection:
+            return connection.execute(query).fetchall()
+
+    def runs(self) -> list[dict]:
+        return runs(self.port)
+
+    def all_finished(self) -> list[dict] | None:
+        current = self.runs()
+        return current if current and not {r["status"] for r in current} & NOT_FINISHED else None
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A long-running process in its own session (stopped with its whole group)."""
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def serving(port: int) -> bool:
+    try:
+        return graphql(port, "{ version }")["version"] is not None
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("production")
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    s3_port, code_port, web_port = free_port(), free_port(), free_port()
+    processes: list[subprocess.Popen] = []
+    with throwaway_cluster() as postgres:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_", "DBT_"))
+        }
+        env.update(
+            {
+                **LOCAL_CREDENTIALS,  # the loopback S3 server takes any
+                **postgres.env(),
+                "DAGSTER_HOME": str(dagster_home),
+                "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
+                "DAGSTER_CODE_SERVER_PORT": str(code_port),
+                "MOVIELENS_HOME": str(root / "home"),
+                "MOVIELENS_SENSOR_INTERVAL": "5",
+                "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{s3_port}",
+            }
+        )
+        try:
+            processes.append(
+                start(
+                    [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+                    env,
+                    root / "s3.log",
+                )
+            )
+            # What the compose file's `migrate` service does before anything else starts.
+            for command in (["movielens", "check-instance"], ["dagster", "instance", "migrate"]):
+                done = subprocess.run(
+                    [str(BIN / command[0]), *command[1:]],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
+                assert done.returncode == 0, done.stdout + done.stderr
+            deployment = Deployment(env, root / "home", web_port, postgres)
+            # Landed before the daemon starts: its first tick sees all four, one run.
+            for dataset in ("movies", "ratings", "tags", "links"):
+                wait_for("the S3 server", lambda: serving_s3(s3_port), 60)
+                deployment.land(SAMPLE / f"{dataset}.csv", dataset)
+            workspace = str(REPO / "deploy" / "workspace.yaml")
+            code_server = start(
+                [
+                    str(BIN / "dagster"),
+                    "code-server",
+                    "start",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(code_port),
+                    "-m",
+                    "movielens_assets.definitions",
+                    "--location-name",
+                    "movielens",
+                ],
+                env,
+                root / "code-server.log",
+            )
+            processes.append(code_server)
+            processes.append(
+                start(
+                    [
+                        str(BIN / "dagster-webserver"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(web_port),
+                        "-w",
+                        workspace,
+                    ],
+                    env,
+                    root / "webserver.log",
+                )
+            )
+            processes.append(
+                start(
+                    [str(BIN / "dagster-daemon"), "run", "-w", workspace], env, root / "daemon.log"
+                )
+            )
+            wait_for("the webserver", lambda: serving(web_port), 180, every=1)
+            yield deployment
+        finally:
+            stop(list(reversed(processes)))
+
+
+def serving_s3(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+            return True
+    except OSError as error:
+        return getattr(error, "code", None) is not None  # an HTTP error is an answer
+
+
+def test_the_sensor_run_of_the_sample_is_recorded_in_postgres(deployment: Deployment):
+    finished = wait_for("the sensor's run of the sample", deployment.all_finished, RUN_TIMEOUT)
+    assert [run["status"] for run in finished] == ["SUCCESS"], finished
+    run_id = finished[0]["runId"]
+    assert finished[0]["tags"]["dagster/sensor_name"] == "s3_landing_sensor"
+    # The run and its events are in the instance's PostgreSQL, not in a local SQLite file.
+    assert deployment.sql("select status from runs where run_id = %s", (run_id,)) == [("SUCCESS",)]
+    materialized = deployment.sql(
+        "select count(*) from event_logs where run_id = %s "
+        "and dagster_event_type = 'ASSET_MATERIALIZATION'",
+        (run_id,),
+    )[0][0]
+    assert materialized > 10
+    assert not list(Path(deployment.env["DAGSTER_HOME"]).glob("**/*.db"))  # no SQLite
+    # The DuckDB pool got its limit from default_limit: 1.
+    assert deployment.sql(
+        "select concurrency_key, count(*) from concurrency_slots group by concurrency_key"
+    ) == [("duckdb_warehouse", 1)]
+    ratings = csv_rows(SAMPLE / "ratings.csv")
+    assert deployment.warehouse("select count(*) from raw.raw_ratings") == [(len(ratings),)]
+    assert deployment.warehouse("select count(*) from dev.fct_ratings") == [(len(ratings),)]
+
+
+LAUNCH = """
+mutation ($selector: JobOrPipelineSelector!) {
+  launchRun(executionParams: {selector: $selector, mode: "default"}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_two_runs_at_once_load_a_new_file_once(deployment: Deployment, tmp_path: Path):
+    """A run started by hand (as from the UI) the moment a file lands, and the sensor's run of
+    that file: the pool keeps their warehouse steps apart and the ledger loads the file once."""
+    before = {run["runId"] for run in deployment.runs()}
+    [(facts_before,)] = deployment.warehouse("select count(*) from dev.fct_ratings")
+    extra = tmp_path / "ratings-extra.csv"
+    extra.write_text(
+        "userId,movieId,rating,timestamp\n"
+        + "".join(f"{200_000 + n},1,3.5,{1_600_000_000 + n}\n" for n in range(500))
+    )
+    selector = {
+        "repositoryLocationName": "movielens",
+        "repositoryName": "__repository__",
+        "jobName": "raw_and_downstream_job",
+        "assetSelection": [{"path": ["raw", "raw_ratings"]}],
+    }
+    deployment.land(extra, "ratings")
+    launched = graphql(deployment.port, LAUNCH, {"selector": selector})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+
+    def both_finished() -> list[dict] | None:
+        finished = deployment.all_finished()
+        mine = [r for r in finished or [] if r["runId"] not in before]
+        return mine if len(mine) == 2 else None
+
+    mine = wait_for("the sensor's run and the hand-started run", both_finished, RUN_TIMEOUT)
+    assert {r["status"] for r in mine} == {"SUCCESS"}, mine
+    assert sorted("dagster/sensor_name" in r["tags"] for r in mine) == [False, True]
+    with extra.open(newline="") as handle:
+        rows = sum(1 for _ in csv.reader(handle)) - 1
+    key = "landing/ratings/ratings-extra.csv"
+    assert deployment.warehouse(
+        f"select count(*) from raw.raw_ratings where _source_file = '{key}'"
+    ) == [(rows,)]
+    assert deployment.warehouse(f"select count(*) from raw.load_ledger where s3_key = '{key}'") == [
+        (1,)
+    ]
+    loads = [
+        line
+        for run in mine
+        for _, line in messages(deployment.port, run["runId"])
+        if "ratings-extra.csv loaded" in line
+    ]
+    assert len(loads) == 1, loads
+    assert deployment.warehouse("select count(*) from dev.fct_ratings") == [(facts_before + rows,)]
+
+
+def test_a_worker_killed_mid_load_is_failed_then_retried_and_the_file_loads_once(
+    deployment: Deployment, tmp_path: Path
+):
+    before = {run["runId"] for run in deployment.runs()}
+    [(facts_before,)] = deployment.warehouse("select count(*) from dev.fct_ratings")
+    big = tmp_path / "ratings-big.csv"
+    rows = write_big_ratings(big, BIG_ROWS)
+    key = "landing/ratings/ratings-big.csv"
+    deployment.land(big, "ratings")
+
+    def new_run() -> dict | None:
+        fresh = [run for run in deployment.runs() if run["runId"] not in before]
+        return fresh[0] if fresh else None
+
+    run = wait_for("the sensor's run of the big file", new_run, RUN_TIMEOUT)
+    pid, killed_at = kill_worker_mid_insert(
+        deployment.port, run["runId"], key, RUN_TIMEOUT, deployment.home
+    )
+
+    def failed() -> str | None:
+        rows = deployment.sql(
+            "select status, update_timestamp from runs where run_id = %s", (run["runId"],)
+        )
+        return rows[0][0] if rows and rows[0][0] == "FAILURE" else None
+
+    wait_for("the dead run to be marked failed", failed, RUN_TIMEOUT, every=0.2)
+    failed_after = time.time() - killed_at
+    dead_lines = [line for _, line in messages(deployment.port, run["runId"])]
+    assert not any("ratings-big.csv loaded" in line for line in dead_lines), "killed too late"
+
+    def retried() -> dict | None:
+        children = [r for r in deployment.runs() if r["parentRunId"] == run["runId"]]
+        return children[0] if children and children[0]["status"] not in NOT_FINISHED else None
+
+    retry = wait_for("the retry of the dead run to finish", retried, RUN_TIMEOUT)
+    all_runs = wait_for("every run to finish", deployment.all_finished, RUN_TIMEOUT)
+    assert retry["status"] == "SUCCESS"
+    assert retry["tags"]["dagster/retry_number"] == "1"
+    dead = next(r for r in all_runs if r["runId"] == run["runId"])
+    assert dead["status"] == "FAILURE" and dead["tags"]["dagster/will_retry"] == "true"
+    # Nothing landed after the big file: the dead run and its retry are the only new runs.
+    assert {r["runId"] for r in all_runs} - before == {run["runId"], retry["runId"]}
+    assert not deployment.sql(
+        "select run_id, status from runs where status not in ('SUCCESS', 'FAILURE', 'CANCELED')"
+    )
+
+    assert deployment.warehouse(
+        f"select count(*) from raw.raw_ratings where _source_file = '{key}'"
+    ) == [(rows,)]
+    assert deployment.warehouse(
+        f"select count(*), sum(rows_loaded) from raw.load_ledger where s3_key = '{key}'"
+    ) == [(1, rows)]
+    assert deployment.warehouse("select count(*) from dev.fct_ratings") == [(facts_before + rows,)]
+
+    retry_lines = messages(deployment.port, retry["runId"])
+    raw_at = next(at for at, line in retry_lines if "ratings-big.csv loaded" in line)
+    print(
+        f"\n[timing] production topology: worker {pid} killed -> run FAILURE "
+        f"{failed_after:.1f} s; -> RAW loaded by the retry {raw_at - killed_at:.1f} s; "
+        f"-> retry SUCCESS (fct_ratings built) {retry['endTime'] - killed_at:.1f} s"
+    )
+
+
+def test_a_rejected_file_fails_its_run_and_is_not_retried(deployment: Deployment, tmp_path: Path):
+    """Last: the bad file stays in the landing folder (on_error=abort), so later ratings loads
+    would fail on it too."""
+    before = {run["runId"] for run in deployment.runs()}
+    bad = tmp_path / "ratings-bad.csv"
+    bad.write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,2,four,964982703\n")
+    deployment.land(bad, "ratings")
+
+    def failed_run() -> dict | None:
+        fresh = [r for r in deployment.runs() if r["runId"] not in before]
+        done = [r for r in fresh if r["status"] == "FAILURE" and "dagster/will_retry" in r["tags"]]
+        return done[0] if done else None
+
+    run = wait_for("the run of the bad file to fail", failed_run, RUN_TIMEOUT)
+    assert run["tags"]["dagster/failure_reason"] == "STEP_FAILURE"
+    assert run["tags"]["dagster/will_retry"] == "false"
+    all_runs = wait_for("every run to finish", deployment.all_finished, RUN_TIMEOUT)
+    assert not [r for r in all_runs if r["parentRunId"] == run["runId"]]
+    assert deployment.warehouse(
+        "select count(*) from raw.raw_ratings where _source_file like '%ratings-bad.csv'"
+    ) == [(0,)]
