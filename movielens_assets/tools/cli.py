@@ -110,7 +110,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     prepare_instance(settings)
     sample_dir(settings)  # what the landing assets upload by default
     ensure_manifest(refresh=True)  # the dev loop: pick up edits to the dbt project
-    with s3_endpoint(settings, sync_every=2.0) as endpoint:
+    with s3_endpoint(settings) as endpoint:
         env = {**os.environ, "MOVIELENS_HOME": str(settings.home)}
         workspace = str(PROJECT_ROOT / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
