@@ -126,7 +126,9 @@ def _client(endpoint: str) -> Any:
     from botocore.config import Config
 
     return boto3.client(
-        "s3", endpoint_url=endpoint, config=Config(max_pool_connections=32, retries={"mode": "standard"})
+        "s3",
+        endpoint_url=endpoint,
+        config=Config(max_pool_connections=32, retries={"mode": "standard"}),
     )
 
 
@@ -134,7 +136,9 @@ def _listing(endpoint: str) -> dict[str, tuple[str, int]]:
     """Every object of the bench bucket: key -> (ETag, size), through every page."""
     pages = _client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
     return {
-        item["Key"]: (item["ETag"], item["Size"]) for page in pages for item in page.get("Contents", [])
+        item["Key"]: (item["ETag"], item["Size"])
+        for page in pages
+        for item in page.get("Contents", [])
     }
 
 

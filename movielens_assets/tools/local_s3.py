@@ -34,14 +34,20 @@ STOP_TIMEOUT = 30.0
 BUSY_WAIT = 60.0
 """Seconds to wait for the server another process is starting on the same folder."""
 
-__all__ = ["LOCAL_CREDENTIALS", "LocalS3Busy", "LocalS3Server", "LocalS3StateError", "s3_endpoint"]
+__all__ = [
+    "LOCAL_CREDENTIALS",
+    "LocalS3BusyError",
+    "LocalS3Server",
+    "LocalS3StateError",
+    "s3_endpoint",
+]
 
 
 class LocalS3StartError(RuntimeError):
     """The loopback S3 server process did not start."""
 
 
-class LocalS3Busy(LocalS3StartError):
+class LocalS3BusyError(LocalS3StartError):
     """Another process's server holds the state folder."""
 
 
@@ -63,7 +69,7 @@ class LocalS3Server:
         """Start the server process (it restores the folder first); returns the endpoint URL.
 
         Raises ``LocalS3StateError`` when the folder cannot be used (the message says why and
-        what to do) and ``LocalS3Busy`` when another process's server holds it.
+        what to do) and ``LocalS3BusyError`` when another process's server holds it.
         """
         process = subprocess.Popen(
             [
@@ -87,7 +93,9 @@ class LocalS3Server:
         if word != "listening":
             code = process.wait()
             if word == "busy":
-                raise LocalS3Busy(f"another process's loopback S3 server holds {self.state_dir}")
+                raise LocalS3BusyError(
+                    f"another process's loopback S3 server holds {self.state_dir}"
+                )
             if word == "error":
                 raise LocalS3StateError(rest)
             raise LocalS3StartError(
@@ -145,7 +153,7 @@ def s3_endpoint(settings: Settings) -> Iterator[str | None]:
         server = LocalS3Server(settings.local_s3_dir)
         try:
             url = server.start()
-        except LocalS3Busy:  # another process is starting one on the same folder: use it
+        except LocalS3BusyError:  # another process is starting one on the same folder: use it
             server = None
             url = _wait_for_running_endpoint(settings)
     for name, value in LOCAL_CREDENTIALS.items():
@@ -165,7 +173,7 @@ def _wait_for_running_endpoint(settings: Settings) -> str:
         if url:
             return url
         time.sleep(0.2)
-    raise LocalS3Busy(
+    raise LocalS3BusyError(
         f"another process holds {settings.local_s3_dir / 'lock'} but serves no endpoint after "
         f"{BUSY_WAIT:.0f} s; stop the other movielens process (or set AWS_ENDPOINT_URL_S3)"
     )

@@ -49,6 +49,10 @@ PR_SET_PDEATHSIG = 1
 BUSY_EXIT = 3
 STATE_ERROR_EXIT = 2
 OBJECT_EVENTS = ("s3:ObjectCreated:", "s3:ObjectRemoved:")
+NOT_RECORDED = (
+    b"<Error><Code>InternalError</Code><Message>The write was not recorded on disk; "
+    b"try again</Message></Error>"
+)
 KEY_ATTRIBUTES = (
     "checksum_algorithm",
     "checksum_value",
@@ -145,6 +149,7 @@ class MotoDiskPersistence:
             key = backend.put_object(
                 stored.bucket, stored.key, b"", etag=stored.etag, disable_notification=True
             )
+            key._value_buffer.close()
             key._value_buffer = _DiskBuffer(stored.path)
             key.contentsize = stored.size
             key.last_modified = stored.last_modified
@@ -204,9 +209,7 @@ class MotoDiskPersistence:
                 if bucket is None:
                     gone.append(name)
                 else:
-                    self.store.put_bucket(
-                        StoredBucket(name, bucket.account_id, bucket.region_name)
-                    )
+                    self.store.put_bucket(StoredBucket(name, bucket.account_id, bucket.region_name))
             for (bucket_name, key_name), bucket in keys.items():
                 current = bucket.keys.get(key_name)
                 if isinstance(current, FakeKey):
@@ -248,6 +251,7 @@ class MotoDiskPersistence:
                 self._active += 1
             try:
                 response = app(environ, start_response)
+            finally:  # what a failed request changed is recorded all the same
                 try:
                     self.flush()
                 except Exception:
@@ -257,15 +261,12 @@ class MotoDiskPersistence:
                         [("Content-Type", "application/xml")],
                         sys.exc_info(),
                     )
-                    return [
-                        b"<Error><Code>InternalError</Code><Message>The write was not "
-                        b"recorded on disk; try again</Message></Error>"
-                    ]
-                return response
-            finally:
-                with self._active_lock:
-                    self._active -= 1
-                    self._active_lock.notify_all()
+                    response = [NOT_RECORDED]
+                finally:
+                    with self._active_lock:
+                        self._active -= 1
+                        self._active_lock.notify_all()
+            return response
 
         return persisted
 

@@ -30,7 +30,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -295,9 +295,7 @@ class LocalS3Store:
                         data_file,
                         etag,
                         stat.st_size,
-                        datetime.fromtimestamp(stat.st_mtime, timezone.utc)
-                        .replace(tzinfo=None)
-                        .isoformat(),
+                        datetime.fromtimestamp(stat.st_mtime, UTC).replace(tzinfo=None).isoformat(),
                         json.dumps(attributes),
                     ),
                 )
@@ -312,4 +310,3 @@ class LocalS3Store:
             self.state_dir,
             missing,
         )
-

@@ -20,12 +20,11 @@ from urllib.parse import quote, unquote_plus
 
 import boto3
 import pytest
-from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 
 from movielens_assets.settings import Settings
 from movielens_assets.tools.local_s3 import (
-    LocalS3Busy,
+    LocalS3BusyError,
     LocalS3Server,
     LocalS3StateError,
     s3_endpoint,
@@ -44,7 +43,9 @@ def client(url: str):
 
 
 def body(number: int) -> bytes:
-    return f"userId,movieId,rating,timestamp\n{number},{number % 97},4.0,{964982703 + number}\n".encode()
+    """A small ratings file, different for every number."""
+    row = f"{number},{number % 97},4.0,{964982703 + number}"
+    return f"userId,movieId,rating,timestamp\n{row}\n".encode()
 
 
 def md5(data: bytes) -> str:
@@ -86,7 +87,11 @@ def test_a_restart_keeps_twenty_thousand_objects_their_etags_and_a_multipart_upl
     s3.create_bucket(Bucket=BUCKET)
     keys = {f"landing/ratings/part-{number:05d}.csv": body(number) for number in range(OBJECTS)}
     with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda item: s3.put_object(Bucket=BUCKET, Key=item[0], Body=item[1]), keys.items()))
+        list(
+            pool.map(
+                lambda item: s3.put_object(Bucket=BUCKET, Key=item[0], Body=item[1]), keys.items()
+            )
+        )
     big = tmp_path / "big.csv"
     big_bytes = os.urandom(PART * 2 + 12345)
     big.write_bytes(big_bytes)
@@ -182,12 +187,16 @@ def test_s3_event_notifications_reach_an_sqs_queue_on_the_same_server(server: Lo
 
     records = []
     for _ in range(5):
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
         for message in messages:
             records += json.loads(message["Body"]).get("Records", [])
         if records:
             break
-    assert [(unquote_plus(r["s3"]["object"]["key"]), r["s3"]["object"]["eTag"]) for r in records] == [
+    assert [
+        (unquote_plus(r["s3"]["object"]["key"]), r["s3"]["object"]["eTag"]) for r in records
+    ] == [
         ("landing/ratings/one file.csv", md5(body(1)))
     ]  # keys come URL-encoded, as AWS sends them
 
@@ -200,7 +209,13 @@ def write_first_format(state_dir: Path, objects: dict[tuple[str, str], tuple[byt
         ident = f"{bucket}/{key}"
         file_name = quote(ident, safe="")
         (state_dir / "objects" / file_name).write_bytes(data)
-        index[ident] = {"bucket": bucket, "key": key, "etag": etag, "file": file_name, "md5": md5(data)}
+        index[ident] = {
+            "bucket": bucket,
+            "key": key,
+            "etag": etag,
+            "file": file_name,
+            "md5": md5(data),
+        }
     (state_dir / "index.json").write_text(json.dumps(index, indent=1))
 
 
@@ -251,7 +266,7 @@ def test_a_second_server_on_the_same_folder_is_refused_and_s3_endpoint_reuses_th
     server: LocalS3Server, tmp_path: Path
 ):
     url = server.start()
-    with pytest.raises(LocalS3Busy):
+    with pytest.raises(LocalS3BusyError):
         LocalS3Server(server.state_dir).start()
     settings = Settings.from_env({"MOVIELENS_HOME": str(tmp_path)})
     assert settings.local_s3_dir == server.state_dir
