@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from movielens_assets.settings import Settings
+from movielens_assets.tools.local_s3_server import MALLOC_ENV
 from movielens_assets.tools.local_s3_store import LocalS3StateError
 
 LOCAL_CREDENTIALS = {
@@ -84,6 +85,7 @@ class LocalS3Server:
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
+            env={**MALLOC_ENV, **os.environ},
             start_new_session=True,  # the terminal's Ctrl-C goes to us, and we stop it
         )
         assert process.stdout is not None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import fcntl
+import gc
 import io
 import json
 import logging
@@ -33,7 +34,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,11 @@ from movielens_assets.tools.local_s3_store import (
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+LARGE_REQUEST = 8 * 1024 * 1024
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1024 * 1024)}
+"""For the server process: buffers over 1 MiB (request bodies, object bytes) are mapped on
+their own and returned to the system when freed, so RSS falls back after a large upload
+(glibc's default threshold adapts upwards and keeps such buffers in the heap)."""
 BUSY_EXIT = 3
 STATE_ERROR_EXIT = 2
 OBJECT_EVENTS = ("s3:ObjectCreated:", "s3:ObjectRemoved:")
@@ -109,6 +115,27 @@ class _DiskBuffer:
 
     def close(self) -> None:
         """Nothing to close: the file is opened per read and belongs to the store."""
+
+
+class _CollectedAfterwards:
+    """A response body after which the garbage collector runs (once it has been sent).
+
+    moto leaves a large response's bytes in reference cycles; collecting them once sent keeps
+    the server's RSS from holding on to a download's size.
+    """
+
+    def __init__(self, body: Iterable[bytes]) -> None:
+        self._body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close:
+            close()
+        self._body = []
+        gc.collect()
 
 
 class _Pending(threading.local):
@@ -194,13 +221,15 @@ class MotoDiskPersistence:
 
     # Each request -------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Write what this thread's request changed; the key's state now, not the event's."""
+    def flush(self) -> int:
+        """Write what this thread's request changed (the keys' state now, not the events');
+        returns the bytes written."""
         from moto.s3.models import FakeKey
 
         buckets, keys = self._pending.buckets, self._pending.keys
         if not buckets and not keys:
-            return
+            return 0
+        written = 0
         self._pending.buckets, self._pending.keys = {}, {}
         with self._flush_lock:
             gone = []
@@ -213,17 +242,18 @@ class MotoDiskPersistence:
             for (bucket_name, key_name), bucket in keys.items():
                 current = bucket.keys.get(key_name)
                 if isinstance(current, FakeKey):
-                    self._write_key(bucket_name, current)
+                    written += self._write_key(bucket_name, current)
                 else:  # deleted, or a delete marker on top
                     self.store.delete_object(bucket_name, key_name)
             for name in gone:
                 self.store.delete_bucket(name)
+        return written
 
-    def _write_key(self, bucket_name: str, key: Any) -> None:
+    def _write_key(self, bucket_name: str, key: Any) -> int:
         with key.lock:
             buffer = key._value_buffer
             if isinstance(buffer, _DiskBuffer):  # written by a request that finished later
-                return
+                return 0
             attributes = {
                 "metadata": dict(key.metadata),
                 "storage_class": key.storage_class,
@@ -242,18 +272,27 @@ class MotoDiskPersistence:
         if key.multipart is not None:  # its parts' bytes; a restored key has none either
             key.multipart.dispose()
             key.multipart = None
+        return key.contentsize
 
     def wsgi(self, app: Callable) -> Callable:
         """``app`` with each request's writes recorded before its response is returned."""
 
         def persisted(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
+            sent: list[int] = []
+
+            def recording_start_response(status: str, headers: list, *args: Any) -> Any:
+                sizes = [int(value) for name, value in headers if name.lower() == "content-length"]
+                sent[:] = sizes
+                return start_response(status, headers, *args)
+
             with self._active_lock:
                 self._active += 1
+            written = 0
             try:
-                response = app(environ, start_response)
+                response = app(environ, recording_start_response)
             finally:  # what a failed request changed is recorded all the same
                 try:
-                    self.flush()
+                    written = self.flush()
                 except Exception:
                     log.exception("Recording a write of the loopback S3 on disk failed")
                     start_response(
@@ -266,6 +305,10 @@ class MotoDiskPersistence:
                     with self._active_lock:
                         self._active -= 1
                         self._active_lock.notify_all()
+            if max(written, int(environ.get("CONTENT_LENGTH") or 0)) > LARGE_REQUEST:
+                gc.collect()  # moto leaves a large upload's buffers in reference cycles
+            if max(sent, default=0) > LARGE_REQUEST:
+                return _CollectedAfterwards(response)
             return response
 
         return persisted
@@ -358,4 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stderr.flush()
+    # Everything is on disk and closed: skip tearing down moto's objects one by one (seconds
+    # with 20,000 keys, each warning that it was not disposed of).
+    os._exit(code)

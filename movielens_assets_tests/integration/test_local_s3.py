@@ -308,3 +308,32 @@ def test_the_server_process_does_not_outlive_a_sigkilled_parent(tmp_path: Path):
         time.sleep(0.1)
     assert not process_running(child)
     assert not (tmp_path / "s3" / "endpoint.json").exists()  # it shut down cleanly
+
+
+def resident_mib(pid: int) -> float:
+    """The process's resident set (``VmRSS``) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_stored_bytes_live_on_disk_not_in_the_server_s_memory(server: LocalS3Server, tmp_path):
+    url = server.start()
+    s3 = client(url)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="warm-up.csv", Body=b"x")
+    before = resident_mib(server.pid)
+    blob = os.urandom(32 * 1024 * 1024)
+    for number in range(4):
+        s3.put_object(Bucket=BUCKET, Key=f"blob-{number}", Body=blob)
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(os.urandom(PART * 3))
+    s3.upload_file(str(upload), BUCKET, "multipart.bin")
+    stored = 4 * len(blob) + PART * 3
+    data_files = [path for path in (server.state_dir / "data").rglob("*") if path.is_file()]
+
+    assert sum(path.stat().st_size for path in data_files) == stored + 1
+    grown = resident_mib(server.pid) - before
+    assert grown < stored / 2**20 / 3, f"RSS grew {grown:.0f} MiB storing {stored / 2**20:.0f} MiB"
+    assert s3.get_object(Bucket=BUCKET, Key="multipart.bin")["Body"].read() == upload.read_bytes()
