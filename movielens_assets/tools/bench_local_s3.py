@@ -237,8 +237,10 @@ def measure_local_s3(
     started = time.monotonic()
     host = _Host(state_dir, log)
     results["start_s"] = time.monotonic() - started
+    cpu_before = host.cpu_seconds()
     put_seconds = _put_small_objects(host.endpoint, objects, raw_files)
     results["puts_per_s"] = objects / put_seconds
+    results["server_cpu_ms_per_put"] = 1000 * (host.cpu_seconds() - cpu_before) / objects
     progress(f"bench local-s3: {objects:,} objects put in {put_seconds:.1f} s")
     before = _listing(host.endpoint)
     if len(before) != objects:
@@ -309,6 +311,7 @@ def measure_local_s3(
 FORMAT_ROWS = (
     ("objects", "objects in the bucket", "{:,}"),
     ("puts_per_s", "small puts per second (16 threads)", "{:,.0f}"),
+    ("server_cpu_ms_per_put", "server CPU per put, ms", "{:.2f}"),
     ("stop_s", "stop, s", "{:.1f}"),
     ("restart_s", "restart with every object, s", "{:.1f}"),
     ("restart_same_listing", "listing and ETags kept across the restart", "{}"),
