@@ -6,18 +6,16 @@ decided here (like dagster-open-platform's ``environment_helpers``).
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from dagster_aws.s3 import S3Resource
 from dagster_dbt import DbtCliResource
-from packaging import version
 from pydantic import Field
 
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.lib.dagster_internals import DbtCliWithInstalledVersion
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.project import movielens_project
 from movielens_assets.settings import Settings
@@ -55,27 +53,13 @@ DBT_BESIDE_PYTHON = Path(sys.executable).parent / "dbt"
 """The dbt installed beside this Python (the venv's), used when it exists."""
 
 
-class MovielensDbtCli(DbtCliResource):
-    """dagster-dbt's dbt resource, without a ``dbt --version`` process at every dbt step.
-
-    dagster-dbt asks the dbt executable for its version once per resource instance, i.e. once
-    per step: a second dbt process costing ~2 s. The dbt beside this Python is the dbt-core
-    package installed here, so its version is read from the package's metadata instead.
-    """
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        if Path(self.dbt_executable) == DBT_BESIDE_PYTHON:
-            return version.parse(importlib.metadata.version("dbt-core"))
-        return super()._cli_version
-
-
 def dbt_resource(settings: Settings) -> DbtCliResource:
     """dbt through dagster-dbt, using the dbt installed beside this Python (the venv's)."""
-    return MovielensDbtCli(
+    return DbtCliWithInstalledVersion(
         project_dir=movielens_project,
         target=settings.target,
         dbt_executable=str(DBT_BESIDE_PYTHON) if DBT_BESIDE_PYTHON.exists() else "dbt",
+        installed_dbt=str(DBT_BESIDE_PYTHON),
     )
 
 
