@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 BUCKET = "movielens-bench-local-s3"
 PREFIX = "landing"
@@ -209,7 +209,7 @@ def _raw_load(endpoint: str, work_dir: Path) -> dict[str, Any]:
     )
     seconds = time.monotonic() - started
     materializations = result.asset_materializations_for_node("raw_tables")
-    loaded = sum(item.metadata["files_loaded"].value for item in materializations)
+    loaded = sum(cast(int, item.metadata["files_loaded"].value) for item in materializations)
     return {"success": result.success, "files_loaded": loaded, "seconds": seconds}
 
 

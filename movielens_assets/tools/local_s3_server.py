@@ -170,17 +170,17 @@ class MotoDiskPersistence:
             backends[bucket.name] = backend
         restored = 0
         for stored in self.store.objects():
-            backend = backends.get(stored.bucket)
-            if backend is None:  # a row of a bucket that is gone: not served
+            owner = backends.get(stored.bucket)
+            if owner is None:  # a row of a bucket that is gone: not served
                 continue
-            key = backend.put_object(
+            key: Any = owner.put_object(
                 stored.bucket, stored.key, b"", etag=stored.etag, disable_notification=True
             )
             key._value_buffer.close()
             key._value_buffer = _DiskBuffer(stored.path)
             key.contentsize = stored.size
             key.last_modified = stored.last_modified
-            attributes = dict(stored.attributes)
+            attributes: dict[str, Any] = dict(stored.attributes)
             key.set_metadata(dict(attributes.pop("metadata", {})))
             if attributes.get("storage_class"):
                 key.set_storage_class(attributes.pop("storage_class"))
@@ -216,8 +216,8 @@ class MotoDiskPersistence:
             return deleted
 
         notifications.send_event = recorded_send_event
-        S3Backend.create_bucket = recorded_create_bucket
-        S3Backend.delete_bucket = recorded_delete_bucket
+        setattr(S3Backend, "create_bucket", recorded_create_bucket)  # noqa: B010 - a hook
+        setattr(S3Backend, "delete_bucket", recorded_delete_bucket)  # noqa: B010 - a hook
 
     # Each request -------------------------------------------------------------------------
 
@@ -366,8 +366,7 @@ def serve(state_dir: Path, port: int) -> int:
     persistence.install()
     app = persistence.wsgi(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
-    host, bound = server.server_address[:2]
-    endpoint = f"http://{host}:{bound}"
+    endpoint = f"http://127.0.0.1:{server.server_port}"
     endpoint_file = state_dir / "endpoint.json"
     partial = endpoint_file.with_suffix(".partial")
     partial.write_text(json.dumps({"endpoint_url": endpoint, "pid": os.getpid()}))

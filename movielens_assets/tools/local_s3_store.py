@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class StoredObject:
     etag: str
     size: int
     last_modified: datetime
-    attributes: dict[str, object] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
     """Metadata, content type, checksum and storage class, as the server recorded them."""
 
 
@@ -188,7 +188,7 @@ class LocalS3Store:
         source: BinaryIO,
         etag: str,
         last_modified: datetime,
-        attributes: dict[str, object],
+        attributes: dict[str, Any],
     ) -> Path:
         """Copy ``source`` (from its start) into a new data file and record the object.
 
