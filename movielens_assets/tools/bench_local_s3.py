@@ -232,7 +232,11 @@ def measure_local_s3(
     work_dir.mkdir(parents=True, exist_ok=True)
     state_dir = work_dir / "s3"
     log = work_dir / "local-s3-host.log"
-    results: dict[str, Any] = {"objects": objects, "raw_files": raw_files}
+    results: dict[str, Any] = {
+        "objects": objects,
+        "raw_files": raw_files,
+        "load_average_at_start": os.getloadavg()[0],
+    }
 
     started = time.monotonic()
     host = _Host(state_dir, log)
@@ -268,15 +272,17 @@ def measure_local_s3(
         f"{idle_seconds:.0f} s; server RSS {results['rss_mib_at_objects']:.0f} MiB"
     )
 
-    cpu_before = host.cpu_seconds()
+    cpu_before, loader_before = host.cpu_seconds(), time.process_time()
     load = _raw_load(host.endpoint, work_dir)
+    loader_cpu = time.process_time() - loader_before
     if not load["success"] or load["files_loaded"] != raw_files:
         raise LocalS3BenchError(f"the RAW load failed or loaded {load['files_loaded']} files")
     results["raw_files_per_s"] = raw_files / load["seconds"]
     results["raw_load_s"] = load["seconds"]
-    results["server_cpu_percent_during_load"] = (
-        100 * (host.cpu_seconds() - cpu_before) / load["seconds"]
-    )
+    server_cpu = host.cpu_seconds() - cpu_before
+    results["server_cpu_percent_during_load"] = 100 * server_cpu / load["seconds"]
+    results["server_cpu_ms_per_raw_file"] = 1000 * server_cpu / raw_files
+    results["loader_cpu_ms_per_raw_file"] = 1000 * loader_cpu / raw_files
     progress(
         f"bench local-s3: RAW loaded {raw_files:,} files in {load['seconds']:.1f} s "
         f"({results['raw_files_per_s']:.1f} files/s)"
@@ -305,10 +311,12 @@ def measure_local_s3(
     results["big_etag_kept"] = head["ETag"] == big_etag
     results["rss_mib_restarted_with_big_file"] = _status_mib(host.server_pid, "VmRSS")
     host.stop()
+    results["load_average_at_end"] = os.getloadavg()[0]
     return results
 
 
 FORMAT_ROWS = (
+    ("load_average_at_start", "machine load average at start", "{:.1f}"),
     ("objects", "objects in the bucket", "{:,}"),
     ("puts_per_s", "small puts per second (16 threads)", "{:,.0f}"),
     ("server_cpu_ms_per_put", "server CPU per put, ms", "{:.2f}"),
@@ -319,6 +327,8 @@ FORMAT_ROWS = (
     ("rss_mib_at_objects", "server RSS with the objects, MiB", "{:,.0f}"),
     ("raw_files_per_s", "RAW small-file load, files/s", "{:.1f}"),
     ("server_cpu_percent_during_load", "server CPU during the load, % of a core", "{:.0f}"),
+    ("server_cpu_ms_per_raw_file", "server CPU per RAW file, ms", "{:.1f}"),
+    ("loader_cpu_ms_per_raw_file", "loader (Dagster + DuckDB) CPU per RAW file, ms", "{:.1f}"),
     ("big_file_mib", "big file stored, MiB", "{:,.0f}"),
     ("big_upload_s", "big file upload (multipart), s", "{:.1f}"),
     ("rss_mib_after_big_file", "server RSS after the big file, MiB", "{:,.0f}"),
