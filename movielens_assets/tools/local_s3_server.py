@@ -394,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--parent", type=int, help="exit when this process dies")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="loopback S3 server: %(message)s")
     if args.parent:
         _die_with_parent(args.parent)
     return serve(args.state_dir, args.port)
