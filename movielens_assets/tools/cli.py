@@ -60,6 +60,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline against bare DuckDB on a generated set and print the table."""
+    if args.local_s3:
+        return _bench_local_s3(args)
     from movielens_assets.tools.bench import BenchError, format_table, run_bench
 
     try:
@@ -73,6 +75,30 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _progress(f"movielens bench: {error}")
         return 1
     print(format_table(results))
+    return 0
+
+
+def _bench_local_s3(args: argparse.Namespace) -> int:
+    """``movielens bench --local-s3``: only the loopback S3's part, and its table."""
+    import json
+    import tempfile
+
+    from movielens_assets.tools.bench_local_s3 import (
+        LocalS3BenchError,
+        format_local_s3,
+        measure_local_s3,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="movielens-bench-s3-") as scratch:
+        work_dir = Path(args.work_dir) if args.work_dir else Path(scratch)
+        try:
+            results = measure_local_s3(work_dir, objects=args.objects, progress=_progress)
+        except LocalS3BenchError as error:
+            _progress(f"movielens bench --local-s3: {error}")
+            return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(format_local_s3(results))
     return 0
 
 
@@ -110,7 +136,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     prepare_instance(settings)
     sample_dir(settings)  # what the landing assets upload by default
     ensure_manifest(refresh=True)  # the dev loop: pick up edits to the dbt project
-    with s3_endpoint(settings, sync_every=2.0) as endpoint:
+    with s3_endpoint(settings) as endpoint:
         env = {**os.environ, "MOVIELENS_HOME": str(settings.home)}
         workspace = str(PROJECT_ROOT / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
@@ -222,6 +248,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--work-dir",
         help="keep the generated files, DuckDB files and logs here (default: a new temp folder)",
+    )
+    bench.add_argument(
+        "--local-s3",
+        action="store_true",
+        help="measure only the loopback S3 (idle CPU, RSS, small-file RAW load) and print it",
+    )
+    bench.add_argument(
+        "--objects", type=int, default=20_000, help="with --local-s3: small objects to put"
     )
     bench.set_defaults(handler=cmd_bench)
 

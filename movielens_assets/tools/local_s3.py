@@ -1,30 +1,29 @@
-"""The embedded default's S3: moto's S3 API served on loopback, with objects kept on disk.
+"""The embedded default's S3: moto's API served on loopback by a process of its own.
 
-moto keeps state in memory only. So that ``MOVIELENS_HOME`` really holds "local S3 data"
-(a restart keeps what landed), the server mirrors every object into ``$MOVIELENS_HOME/s3``
-through the S3 API itself, and uploads the mirror again when it starts. Uploads use fixed
-multipart settings, so a restored object keeps its ETag and the RAW ledger still knows it.
+The server (``local_s3_server``) keeps every object's bytes and ETag in ``$MOVIELENS_HOME/s3``
+as each write happens (``local_s3_store``), so a restart keeps what landed and the RAW ledger
+still knows it, and nothing runs while nobody writes. It runs in a child process, tied to the
+one that started it (it gets SIGTERM when that one dies), so its work never holds this
+process's GIL. One server serves one state folder at a time; other ``movielens`` processes
+reuse it (``s3_endpoint``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
-import threading
+import signal
+import subprocess
+import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
-from moto.server import ThreadedMotoServer
-
-from movielens_assets.lib import s3 as s3lib
 from movielens_assets.settings import Settings
-
-log = logging.getLogger(__name__)
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
+from movielens_assets.tools.local_s3_server import MALLOC_ENV
+from movielens_assets.tools.local_s3_store import LocalS3StateError
 
 LOCAL_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "movielens-local",
@@ -32,122 +31,105 @@ LOCAL_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 """Placeholders: the loopback server accepts any credentials, boto3 just needs some."""
+STOP_TIMEOUT = 30.0
+BUSY_WAIT = 60.0
+"""Seconds to wait for the server another process is starting on the same folder."""
+
+__all__ = [
+    "LOCAL_CREDENTIALS",
+    "LocalS3BusyError",
+    "LocalS3Server",
+    "LocalS3StateError",
+    "s3_endpoint",
+]
+
+
+class LocalS3StartError(RuntimeError):
+    """The loopback S3 server process did not start."""
+
+
+class LocalS3BusyError(LocalS3StartError):
+    """Another process's server holds the state folder."""
 
 
 class LocalS3Server:
-    """A moto S3 server on 127.0.0.1 whose objects survive restarts in ``state_dir``."""
+    """A loopback S3 server process whose objects survive restarts in ``state_dir``."""
 
     def __init__(self, state_dir: Path, port: int = 0) -> None:
         self.state_dir = state_dir
-        self._objects_dir = state_dir / "objects"
-        self._index_path = state_dir / "index.json"
-        self._endpoint_path = state_dir / "endpoint.json"
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        self._sync_lock = threading.Lock()
-        self._stop_syncing = threading.Event()
-        self._syncer: threading.Thread | None = None
+        self.port = port
         self.endpoint_url = ""
+        self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, sync_every: float | None = None) -> str:
-        """Start serving, restore the mirror, and return the endpoint URL.
+    @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs."""
+        return self._process.pid if self._process else None
 
-        With ``sync_every`` (seconds), objects landed by other processes are mirrored to disk
-        while the server runs, not only when it stops.
+    def start(self) -> str:
+        """Start the server process (it restores the folder first); returns the endpoint URL.
+
+        Raises ``LocalS3StateError`` when the folder cannot be used (the message says why and
+        what to do) and ``LocalS3BusyError`` when another process's server holds it.
         """
-        self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint_url = f"http://{host}:{port}"
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "movielens_assets.tools.local_s3_server",
+                str(self.state_dir),
+                "--port",
+                str(self.port),
+                "--parent",
+                str(os.getpid()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            env={**MALLOC_ENV, **os.environ},
+            start_new_session=True,  # the terminal's Ctrl-C goes to us, and we stop it
+        )
+        assert process.stdout is not None
+        line = process.stdout.readline().decode().strip()
+        process.stdout.close()
+        word, _, rest = line.partition(" ")
+        if word != "listening":
+            code = process.wait()
+            if word == "busy":
+                raise LocalS3BusyError(
+                    f"another process's loopback S3 server holds {self.state_dir}"
+                )
+            if word == "error":
+                raise LocalS3StateError(rest)
+            raise LocalS3StartError(
+                f"the loopback S3 server for {self.state_dir} exited with code {code} before "
+                "listening; its error is printed above"
+            )
+        self._process = process
+        self.endpoint_url = rest
         for name, value in LOCAL_CREDENTIALS.items():
             os.environ.setdefault(name, value)
-        self._restore()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._endpoint_path.write_text(
-            json.dumps({"endpoint_url": self.endpoint_url, "pid": os.getpid()})
-        )
-        if sync_every:
-            self._syncer = threading.Thread(target=self._sync_loop, args=(sync_every,), daemon=True)
-            self._syncer.start()
         return self.endpoint_url
 
     def stop(self) -> None:
-        """Mirror the objects to disk and stop serving."""
-        self._stop_syncing.set()
-        if self._syncer:
-            self._syncer.join()
-        self.sync()
-        self._endpoint_path.unlink(missing_ok=True)
-        self._server.stop()
-
-    def _client(self):  # a boto3 client
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint_url)
-
-    def _load_index(self) -> dict[str, dict[str, str]]:
-        if self._index_path.exists():
-            return json.loads(self._index_path.read_text())
-        return {}
-
-    def _restore(self) -> None:
-        index = self._load_index()
-        if not index:
+        """Stop the server process (every acknowledged write is already on disk)."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
             return
-        s3 = self._client()
-        for bucket in sorted({entry["bucket"] for entry in index.values()}):
-            s3lib.ensure_bucket(s3, bucket)
-        for entry in index.values():
-            path = self._objects_dir / entry["file"]
-            if path.exists():
-                s3lib.upload(s3, path, entry["bucket"], entry["key"], entry.get("md5"))
-
-    def sync(self) -> int:
-        """Mirror new or changed objects to disk and forget deleted ones; returns changes."""
-        with self._sync_lock:
-            s3 = self._client()
-            index = self._load_index()
-            seen: dict[str, dict[str, str]] = {}
-            changes = 0
-            for bucket in s3.list_buckets().get("Buckets", []):
-                name = bucket["Name"]
-                for obj in s3lib.list_objects(s3, name, ""):
-                    ident = f"{name}/{obj.key}"
-                    entry = index.get(ident)
-                    if entry is None or entry["etag"] != obj.etag:
-                        file_name = quote(ident, safe="")
-                        self._objects_dir.mkdir(parents=True, exist_ok=True)
-                        path = self._objects_dir / file_name
-                        s3lib.download(s3, name, obj.key, path)
-                        entry = {
-                            "bucket": name,
-                            "key": obj.key,
-                            "etag": obj.etag,
-                            "file": file_name,
-                            "md5": s3lib.file_md5(path),
-                        }
-                        changes += 1
-                    seen[ident] = entry
-            for ident in index.keys() - seen.keys():
-                (self._objects_dir / index[ident]["file"]).unlink(missing_ok=True)
-                changes += 1
-            if changes:
-                self.state_dir.mkdir(parents=True, exist_ok=True)
-                self._index_path.write_text(json.dumps(seen, indent=1))
-            return changes
-
-    def _sync_loop(self, every: float) -> None:
-        while not self._stop_syncing.wait(every):
-            try:
-                self.sync()
-            except Exception:  # a failed sync is retried on the next beat
-                log.exception("Mirroring the local S3 server to disk failed; retrying")
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def running_endpoint(settings: Settings) -> str | None:
     """The endpoint of a loopback server another ``movielens`` process runs, if any."""
     path = settings.local_s3_dir / "endpoint.json"
-    if not path.exists():
+    try:
+        url = json.loads(path.read_text())["endpoint_url"]
+    except (OSError, ValueError, KeyError):
         return None
-    url = json.loads(path.read_text())["endpoint_url"]
     try:
         urllib.request.urlopen(url, timeout=2).close()  # noqa: S310 - loopback URL we wrote
     except OSError:
@@ -156,31 +138,47 @@ def running_endpoint(settings: Settings) -> str | None:
 
 
 @contextlib.contextmanager
-def s3_endpoint(settings: Settings, sync_every: float | None = None) -> Iterator[str | None]:
+def s3_endpoint(settings: Settings) -> Iterator[str | None]:
     """Make sure the process talks to an S3 API, and yield its endpoint (None means AWS).
 
     A configured ``AWS_ENDPOINT_URL_S3`` or the prod target is used as is. Otherwise a loopback
     server already run by another ``movielens`` process is reused, else one is started here and
-    stopped (its objects mirrored to disk) on exit. ``AWS_ENDPOINT_URL_S3`` is exported so
-    boto3 clients and child processes (dbt, Dagster runs) find it.
+    stopped on exit. ``AWS_ENDPOINT_URL_S3`` is exported so boto3 clients and child processes
+    (dbt, Dagster runs) find it.
     """
     if settings.s3_endpoint or settings.target == "prod":
         yield settings.s3_endpoint
         return
     url = running_endpoint(settings)
-    if url:
-        for name, value in LOCAL_CREDENTIALS.items():
-            os.environ.setdefault(name, value)
-        with _exported_endpoint(url):
-            yield url
-        return
-    server = LocalS3Server(settings.local_s3_dir)
-    url = server.start(sync_every=sync_every)
+    server = None
+    if url is None:
+        server = LocalS3Server(settings.local_s3_dir)
+        try:
+            url = server.start()
+        except LocalS3BusyError:  # another process is starting one on the same folder: use it
+            server = None
+            url = _wait_for_running_endpoint(settings)
+    for name, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
     try:
         with _exported_endpoint(url):
             yield url
     finally:
-        server.stop()
+        if server:
+            server.stop()
+
+
+def _wait_for_running_endpoint(settings: Settings) -> str:
+    deadline = time.monotonic() + BUSY_WAIT
+    while time.monotonic() < deadline:
+        url = running_endpoint(settings)
+        if url:
+            return url
+        time.sleep(0.2)
+    raise LocalS3BusyError(
+        f"another process holds {settings.local_s3_dir / 'lock'} but serves no endpoint after "
+        f"{BUSY_WAIT:.0f} s; stop the other movielens process (or set AWS_ENDPOINT_URL_S3)"
+    )
 
 
 @contextlib.contextmanager
