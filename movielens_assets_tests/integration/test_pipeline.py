@@ -64,7 +64,7 @@ def test_every_raw_table_holds_every_csv_row(first_run):
         assert expected > 0
         assert query(home, f"select count(*) from raw.raw_{dataset}") == [(expected,)]
         assert rows[f"raw/raw_{dataset}"] == expected
-        assert rows[f"s3/{dataset}"] == expected
+        assert rows[f"landing/{dataset}"] == expected
 
 
 def test_every_asset_is_materialized_and_every_check_passed(first_run):
