@@ -191,7 +191,7 @@ def _raw_load(endpoint: str, work_dir: Path) -> dict[str, Any]:
     from movielens_assets.defs.raw.assets import build_raw_assets, raw_key
     from movielens_assets.resources import LandingBucket
     from movielens_assets.settings import Settings
-    from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+    from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
     database = work_dir / "raw-load" / "warehouse.duckdb"
     database.parent.mkdir(parents=True, exist_ok=True)
