@@ -60,7 +60,7 @@ def build_dbt_assets(
         """
         # dbt's errors and the warehouse's are stored with the run: no password in them.
         with redacted_errors():
-            os.environ.update(warehouse.dbt_env(context.run_id))
+            os.environ.update(warehouse.dbt_env(context.run.run_id))
             relations = model_relations(context)
             watermarks = {
                 key: load_watermark(warehouse, relation)
