@@ -25,8 +25,8 @@ from dagster_dbt import DbtCliResource, DbtProject
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.defs.dbt.assets import build_dbt_assets
-from movielens_assets.defs.dbt.retry import RESUME_RETRY_TAG
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.lib.dagster_internals import RESUME_RETRY_TAG
 from movielens_assets.project import DBT_PROJECT_DIR, movielens_project
 from movielens_assets.resources import build_resources
 from movielens_assets.settings import Settings
@@ -171,11 +171,18 @@ def test_a_models_materialization_is_stored_while_dbt_still_builds_later_models(
         dg.AssetKey(["dimensions", "dim_movies"]),
         dg.AssetKey(["marts", "zz_gate"]),
     )
+    # the gate and what it reads (and their tests, all parents of which are selected)
+    up_to_the_gate = dg.AssetSelection.assets(gate_key).upstream() - dg.AssetSelection.key_prefixes(
+        "raw"
+    )
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
     with dg.instance_for_test() as instance:
         outcome: dict = {}
 
         def run() -> None:
-            result = dg.materialize([assets], resources=resources, instance=instance)
+            result = dg.materialize(
+                [assets], selection=up_to_the_gate, resources=resources, instance=instance
+            )
             outcome["success"] = result.success
 
         runner = threading.Thread(target=run, daemon=True)

@@ -11,7 +11,6 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
-from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 from pydantic import Field
 
 from movielens_assets.defs.dbt.events import LiveDbtEvents
@@ -19,6 +18,7 @@ from movielens_assets.defs.dbt.failing_rows import with_failing_rows
 from movielens_assets.defs.dbt.metadata import load_watermark, model_metadata, model_relations
 from movielens_assets.defs.dbt.retry import done_before, retry_args
 from movielens_assets.defs.dbt.translator import MovielensTranslator
+from movielens_assets.lib.dagster_internals import dbt_manifest_and_translator
 from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.project import keep_parse_state, movielens_project
 from movielens_assets.settings import Settings
@@ -73,7 +73,7 @@ def build_dbt_assets(
                     f"Re-executing run {context.run.parent_run_id} from failure: leaving out the "
                     f"{len(done)} dbt nodes it (or a run before it) built or tested already."
                 )
-            manifest, _, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+            manifest, _ = dbt_manifest_and_translator(context.assets_def)
             checks = [key.name for key in context.selected_asset_check_keys]
             args = [
                 "build",

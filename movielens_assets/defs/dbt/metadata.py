@@ -15,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
-from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
+from movielens_assets.lib.dagster_internals import dbt_manifest_and_translator
 from movielens_assets.warehouse.base import Warehouse
 
 TOP_MOVIES_MIN_RATINGS = 100
@@ -40,7 +40,7 @@ class Relation:
 
 def model_relations(context: dg.AssetExecutionContext) -> dict[dg.AssetKey, Relation]:
     """The relations of the selected dbt models, by asset key."""
-    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+    manifest, translator = dbt_manifest_and_translator(context.assets_def)
     relations = {}
     for node in manifest["nodes"].values():
         if node["resource_type"] != "model":

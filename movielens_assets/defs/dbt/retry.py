@@ -21,8 +21,7 @@ from typing import Any
 
 import dagster as dg
 
-RESUME_RETRY_TAG = "dagster/is_resume_retry"
-"""Dagster's tag on a run re-executing another from failure."""
+from movielens_assets.lib.dagster_internals import RESUME_RETRY_TAG
 
 MAX_ANCESTORS = 100
 """How far back a chain of from-failure re-executions is followed."""
