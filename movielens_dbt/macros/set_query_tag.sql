@@ -10,7 +10,12 @@
     session goes back to the run's tag, so the connection's later queries still name the run.
 #}
 {% macro run_query_tag() %}
-    {{ return(fromjson(env_var('DBT_QUERY_TAG', '{"app": "movielens", "tool": "dbt"}'))) }}
+    {% set tag = {'app': 'movielens', 'tool': 'dbt'} %}
+    {% set given = fromjson(env_var('DBT_QUERY_TAG', '') or '{}', {}) %}
+    {% if given is mapping %}
+        {% do tag.update(given) %}
+    {% endif %}
+    {{ return(tag) }}
 {% endmacro %}
 
 {% macro alter_session_query_tag(tag) %}
