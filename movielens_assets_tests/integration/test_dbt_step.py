@@ -128,6 +128,10 @@ def project_with_gate(tmp_path: Path, warehouse: Path) -> DbtProject:
         capture_output=True,
         timeout=180,
     )
+    # the build's dbt reuses this parse (same profile), as the step keeps it between runs
+    kept = Path(os.environ["DBT_TARGET_PATH"]) / "partial_parse.msgpack"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(copy / "target" / "partial_parse.msgpack", kept)
     return DbtProject(project_dir=copy, profiles_dir=copy)
 
 
