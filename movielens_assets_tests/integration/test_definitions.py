@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -160,3 +161,18 @@ def test_the_dbt_resource_knows_the_version_the_dbt_executable_reports():
     installed = re.search(r"installed:\s*(\d+\.\d+\.\d+)", reported)
     assert installed, reported
     assert str(dbt._cli_version) == installed.group(1)  # lib/dagster_internals.py
+
+
+def test_loading_the_code_location_imports_no_tooling():
+    """Loaded as Dagster loads it, in a fresh process: no module of ``movielens_assets.tools``."""
+    code = (
+        "import sys\n"
+        "from movielens_assets.definitions import defs\n"
+        "assert defs().resolve_asset_graph()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('movielens_assets.')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "movielens_assets.defs.dbt.assets" in loaded
+    assert "movielens_assets.tools" not in loaded

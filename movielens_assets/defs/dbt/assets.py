@@ -75,8 +75,10 @@ def build_dbt_assets(
                 )
             manifest, _ = dbt_manifest_and_translator(context.assets_def)
             checks = [key.name for key in context.selected_asset_check_keys]
+            # dbt unit tests are a development check (movielens_assets_tests runs them).
             args = [
                 "build",
+                *("--exclude-resource-type", "unit_test"),
                 *(["--full-refresh"] if config.full_refresh else []),
                 *retry_args(manifest, done, checks),
             ]

@@ -82,7 +82,7 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
             def load(dataset: str) -> LoadReport:
                 objects = s3.list_dataset(dataset, client)
                 return warehouse.load_dataset(
-                    dataset, objects, client, s3.bucket, context.run_id, log
+                    dataset, objects, client, s3.bucket, context.run.run_id, log
                 )
 
             failures: list[str] = []
