@@ -6,14 +6,30 @@ an upgrade changes one of them, so an upgrade breaks a test, not a run.
 """
 
 import importlib.metadata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, DbtProject
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject
+from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 from packaging import version
+
+RESUME_RETRY_TAG = "dagster/is_resume_retry"
+"""The tag Dagster puts on a run that re-executes another from failure (the UI's "From failure",
+run retries with ``FROM_FAILURE``): ``dagster._core.storage.tags.RESUME_RETRY_TAG``, which no
+public API exposes."""
+
+
+def dbt_manifest_and_translator(
+    assets_def: dg.AssetsDefinition,
+) -> tuple[Mapping[str, Any], DagsterDbtTranslator]:
+    """The dbt manifest and translator a ``@dbt_assets`` definition was built from
+    (``dagster_dbt.asset_utils.get_manifest_and_translator_from_dbt_assets``, not exported by
+    ``dagster_dbt``)."""
+    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([assets_def])
+    return manifest, translator
 
 
 def job_asset_keys(job: dg.JobDefinition) -> set[dg.AssetKey]:

@@ -61,10 +61,17 @@ query ($path: [String!]!) {
         runId
         metadataEntries { label ... on IntMetadataEntry { intValue } }
       }
+      assetObservations(limit: 1) {
+        runId
+        metadataEntries { label ... on IntMetadataEntry { intValue } }
+      }
     }
   }
 }
 """
+"""An asset's latest materialization and latest observation (the dbt step records the
+metadata it reads from the warehouse after dbt, such as ``rows_processed``, as an observation
+after the model's materialization)."""
 
 
 class Stack:
@@ -242,9 +249,9 @@ def test_a_late_ratings_file_with_re_ratings_and_old_timestamps_is_merged_row_by
     assert fct_ratings(stack) == expected_ratings(SAMPLE / "ratings.csv", batch)
     latest = stack.graphql(MATERIALIZATION_QUERY, {"path": ["facts", "fct_ratings"]})
     materialization = latest["assetOrError"]["assetMaterializations"][0]
-    metadata = {
-        entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]
-    }
+    observation = latest["assetOrError"]["assetObservations"][0]
+    assert observation["runId"] == materialization["runId"]
+    metadata = {entry["label"]: entry.get("intValue") for entry in observation["metadataEntries"]}
     assert metadata["rows_processed"] == len(csv_rows(batch))
     # the sensor's tick recorded the file on the landing asset (no run of its own)
     landed = stack.graphql(MATERIALIZATION_QUERY, {"path": ["landing", "ratings"]})

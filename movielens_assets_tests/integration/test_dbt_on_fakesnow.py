@@ -43,9 +43,14 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import snowflake.connector
+from dagster_dbt import DbtCliResource
+from fakesnow.transforms.transforms import SUCCESS_NOP
+from sqlglot import exp
 
 from movielens_assets.datasets import DATASETS
+from movielens_assets.defs.dbt.assets import build_dbt_assets
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.project import movielens_project
 from movielens_assets.settings import PROJECT_ROOT, Settings
 from movielens_assets.warehouse.snowflake.setup_sql import CSV_FORMAT_OPTIONS
 from movielens_assets.warehouse.snowflake.sql import DEFAULT_FILE_FORMAT, DEFAULT_STAGE
@@ -63,22 +68,52 @@ log = logging.getLogger(__name__)
 DBT_PROJECT = PROJECT_ROOT / "movielens_dbt"
 BIN = Path(sys.executable).parent
 
+
+def with_query_tags(alter_session):
+    """fakesnow's ALTER SESSION, also taking ``SET QUERY_TAG = '...'`` (which fakesnow 0.12.1
+    refuses as not implemented): the tag is appended, as one JSON string a line, to the file
+    named by ``FAKESNOW_QUERY_TAGS``, and the statement succeeds doing nothing else."""
+
+    def alter_session_with_query_tags(expression):
+        text = expression.sql(dialect="snowflake") if isinstance(expression, exp.Alter) else ""
+        if expression.args.get("kind") == "SESSION" and "QUERY_TAG" in text.upper():
+            literal = expression.find(exp.Literal)
+            with open(os.environ["FAKESNOW_QUERY_TAGS"], "a") as tags:
+                tags.write(json.dumps(literal.this if literal else None) + "\n")
+            return SUCCESS_NOP
+        return alter_session(expression)
+
+    return alter_session_with_query_tags
+
+
 SERVER = f"""
+import json
+import os
 import sys
 
+import fakesnow.transforms
 from fakesnow.copy_into import ReadCSV
+from fakesnow.transforms.transforms import SUCCESS_NOP
 from sqlglot import exp
 
 {inspect.getsource(with_quote_escape)}
 
+{inspect.getsource(with_query_tags)}
+
 ReadCSV.read_expression = with_quote_escape(ReadCSV.read_expression)
+fakesnow.transforms.alter_session = with_query_tags(fakesnow.transforms.alter_session)
 
 import fakesnow.cli
 
 sys.exit(fakesnow.cli.main(["-s", "-p", sys.argv[1]]))
 """
-"""``fakesnow -s -p PORT`` with the test-only quote-escape patch applied in the server (its
-source copied in, so the server does not import this project and starts in under a second)."""
+"""``fakesnow -s -p PORT`` with the test-only patches applied in the server: the quote escape,
+and query tags recorded (their source copied in, so the server does not import this project
+and starts in under a second)."""
+
+
+QUERY_TAGS = "query-tags.jsonl"
+"""The file, in the test's folder, where the server records each query tag a session sets."""
 
 
 def free_port() -> int:
@@ -109,7 +144,11 @@ def fakesnow_server(tmp_path: Path):
             [str(BIN / "python"), "-c", SERVER, str(port)],
             cwd=PROJECT_ROOT,
             # fakesnow keeps internal stages in a temporary folder it never removes.
-            env={**os.environ, "TMPDIR": str(tmp_path)},
+            env={
+                **os.environ,
+                "TMPDIR": str(tmp_path),
+                "FAKESNOW_QUERY_TAGS": str(tmp_path / QUERY_TAGS),
+            },
             stdout=server_log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -250,3 +289,66 @@ def test_the_first_dbt_build_passes_every_model_and_test_on_snowflake(
         users = cursor.execute("select count(*) from MOVIELENS.DEV.DIM_USERS").fetchall()
         tags = csv_rows(SAMPLE / "tags.csv")
         assert users == [(len({row[0] for row in ratings} | {row[0] for row in tags}),)]
+
+
+def dbt_log_of(target_root: Path, run_id: str) -> str:
+    """dbt's own log of the one dbt invocation of a run (dagster-dbt names its folder so)."""
+    (folder,) = [path for path in target_root.iterdir() if f"-{run_id[:7]}-" in path.name]
+    return (folder / "dbt.log").read_text(errors="replace")
+
+
+def test_a_second_run_keeps_dbts_partial_parse_and_each_run_tags_its_queries(
+    landing, snowflake_env, fakesnow_server, tmp_path, monkeypatch
+):
+    """Emulator (fakesnow) standing in for Snowflake; the server records the query tags.
+
+    The dbt step runs twice on the prod target, with two run ids: dbt's second invocation
+    reuses its parse (the profile reads nothing that changes per run), and the server saw each
+    node's queries tagged with the run's id. Only the models up to ``dim_movies`` run: a second
+    run of incremental models and snapshots fails on fakesnow (module docstring).
+    """
+    load_raw(landing, snowflake_env)
+    monkeypatch.setenv("MOVIELENS_TARGET", "prod")
+    monkeypatch.setenv("DBT_TARGET_PATH", str(tmp_path / "dbt-target"))
+    monkeypatch.setenv("DBT_QUERY_TAG", "")  # the step sets it; restored after the test
+    # no relationship tests towards models outside the selection (fct_ratings is not built)
+    monkeypatch.setenv("DBT_INDIRECT_SELECTION", "cautious")
+    assets = build_dbt_assets(Settings.from_env())
+    selection = dg.AssetSelection.assets(
+        dg.AssetKey(["dimensions", "dim_movies"])
+    ).upstream() - dg.AssetSelection.key_prefixes("raw")
+    with dg.instance_for_test() as instance:
+        runs = []
+        for _ in range(2):
+            result = dg.materialize(
+                [assets],
+                selection=selection,
+                instance=instance,
+                resources={
+                    "dbt": DbtCliResource(project_dir=movielens_project, target="prod"),
+                    "warehouse": FakesnowWarehouse.from_env(),
+                },
+            )
+            assert result.success
+            built = {
+                str(event.materialization.metadata["unique_id"].value)
+                for event in result.get_asset_materialization_events()
+            }
+            runs.append((result.run_id, built))
+
+    first, second = (dbt_log_of(tmp_path / "dbt-target", run_id) for run_id, _ in runs)
+    assert "Unable to do partial parsing because saved manifest not found" in first
+    assert "Unable to do partial parsing" not in second
+    assert "Partial parsing enabled: 0 files deleted, 0 files added, 0 files changed" in second
+
+    tags = [
+        json.loads(json.loads(line))
+        for line in (tmp_path / QUERY_TAGS).read_text().splitlines()
+        if line.strip() != "null"
+    ]
+    for run_id, built in runs:
+        tagged = {tag.get("dbt_node") for tag in tags if tag.get("dagster_run_id") == run_id}
+        assert "model.movielens_dbt.dim_movies" in built
+        assert built <= tagged, f"run {run_id}: nodes without their run's query tag"
+    assert {tag.get("app") for tag in tags} == {"movielens"}
+    assert {tag.get("dagster_run_id") for tag in tags} == {run_id for run_id, _ in runs}

@@ -222,15 +222,22 @@ def test_a_row_violating_a_dbt_test_fails_its_check_and_blocks_downstream(tmp_pa
 
 
 def run_metadata(home: Path, run_id: str, *path: str) -> dict:
-    """The metadata an asset's materialization in one run recorded in the Dagster instance."""
+    """The metadata an asset's page shows for one run: its materialization's, then what the
+    observation recorded after it (the dbt step's metadata read once dbt is done)."""
     import dagster as dg
 
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     try:
         with dg.DagsterInstance.get() as instance:
-            records = instance.fetch_materializations(dg.AssetKey(list(path)), limit=10).records
+            key = dg.AssetKey(list(path))
+            records = instance.fetch_materializations(key, limit=10).records
             (record,) = [record for record in records if record.run_id == run_id]
-            return dict(record.asset_materialization.metadata)
+            metadata = dict(record.asset_materialization.metadata)
+            observations = instance.fetch_observations(key, limit=10).records
+            for observation in observations:
+                if observation.run_id == run_id:
+                    metadata.update(observation.asset_observation.metadata)
+            return metadata
     finally:
         del os.environ["DAGSTER_HOME"]
 

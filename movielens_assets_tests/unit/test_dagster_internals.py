@@ -10,7 +10,9 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from movielens_assets.lib.dagster_internals import (
+    RESUME_RETRY_TAG,
     DbtCliWithInstalledVersion,
+    dbt_manifest_and_translator,
     job_asset_keys,
     job_assets_defs,
     job_check_count,
@@ -53,3 +55,33 @@ def test_an_asset_selection_resolves_to_keys_among_assets_definitions():
         dg.AssetKey("first"),
         dg.AssetKey("second"),
     }
+
+
+def test_dagster_still_tags_a_re_execution_from_failure_so():
+    from dagster._core.instance.runs import run_domain
+    from dagster._core.storage.tags import RESUME_RETRY_TAG as DAGSTERS_TAG
+
+    assert DAGSTERS_TAG == RESUME_RETRY_TAG
+    # set on the run that create_reexecuted_run makes for ReexecutionStrategy.FROM_FAILURE
+    source = inspect.getsource(run_domain)
+    assert 'tags[RESUME_RETRY_TAG] = "true"' in source
+
+
+def test_dagster_dbt_still_hands_out_the_manifest_and_translator_of_dbt_assets():
+    import json
+
+    from dagster_dbt import DagsterDbtTranslator, dbt_assets
+
+    from movielens_assets.project import movielens_project
+
+    translator = DagsterDbtTranslator()
+
+    @dbt_assets(manifest=movielens_project.manifest_path, dagster_dbt_translator=translator)
+    def models():
+        """dbt models."""
+        yield from ()
+
+    found, found_translator = dbt_manifest_and_translator(models)
+    expected = json.loads(movielens_project.manifest_path.read_text())
+    assert set(found["nodes"]) == set(expected["nodes"])
+    assert found_translator is translator

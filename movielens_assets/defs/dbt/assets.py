@@ -10,13 +10,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
-from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
+from dagster_dbt import DbtCliResource, DbtProject, dbt_assets
 from pydantic import Field
 
+from movielens_assets.defs.dbt.events import LiveDbtEvents
 from movielens_assets.defs.dbt.failing_rows import with_failing_rows
 from movielens_assets.defs.dbt.metadata import load_watermark, model_metadata, model_relations
+from movielens_assets.defs.dbt.retry import done_before, retry_args
 from movielens_assets.defs.dbt.translator import MovielensTranslator
+from movielens_assets.lib.dagster_internals import dbt_manifest_and_translator
 from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.project import keep_parse_state, movielens_project
 from movielens_assets.settings import Settings
@@ -32,12 +34,15 @@ class DbtBuildConfig(dg.Config):
     )
 
 
-def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
-    """The dbt project's assets, in the target's dbt pool (``Settings.pools``)."""
+def build_dbt_assets(
+    settings: Settings, project: DbtProject = movielens_project
+) -> dg.AssetsDefinition:
+    """The dbt project's assets in the target's dbt pool (``Settings.pools``); ``project``:
+    another copy of it, for tests."""
 
     @dbt_assets(
-        manifest=movielens_project.manifest_path,
-        project=movielens_project,
+        manifest=project.manifest_path,
+        project=project,
         dagster_dbt_translator=MovielensTranslator(settings),
         pool=settings.pools.dbt,
     )
@@ -47,7 +52,14 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
         warehouse: Warehouse,
         config: DbtBuildConfig,
     ) -> Iterator[Any]:
-        """``dbt build`` of the selected models, seed, snapshot and tests."""
+        """``dbt build`` of the selected models, seed, snapshot and tests.
+
+        Each model's materialization (with its row count and columns) and each passed test's
+        check result reach Dagster as dbt finishes the node (``events.py``). Once dbt has
+        exited: the failed tests' check results with a sample of their failing rows, then an
+        observation per model with the metadata read from the warehouse (``metadata.py``).
+        Re-executed from failure, it builds only what the failed run did not (``retry.py``).
+        """
         # dbt's errors and the warehouse's are stored with the run: no password in them.
         with redacted_errors():
             os.environ.update(warehouse.dbt_env(context.run.run_id))
@@ -57,39 +69,40 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
                 for key, relation in relations.items()
                 if relation.incremental
             }
+            done = done_before(context.instance, context.run)
+            if done:
+                context.log.info(
+                    f"Re-executing run {context.run.parent_run_id} from failure: leaving out the "
+                    f"{len(done)} dbt nodes it (or a run before it) built or tested already."
+                )
+            manifest, _ = dbt_manifest_and_translator(context.assets_def)
+            checks = [key.name for key in context.selected_asset_check_keys]
             # dbt unit tests are a development check (movielens_assets_tests runs them).
-            args = ["build", "--exclude-resource-type", "unit_test"]
-            args += ["--full-refresh"] if config.full_refresh else []
-            # Buffered: on DuckDB, metadata can only be read once dbt has let go of the file. A
-            # failed dbt test fails the step after the events of everything dbt did: yield
-            # those first, so the run still shows what was built and which checks failed.
+            args = [
+                "build",
+                *("--exclude-resource-type", "unit_test"),
+                *(["--full-refresh"] if config.full_refresh else []),
+                *retry_args(manifest, done, checks),
+            ]
             invocation = dbt.cli(args, context=context, raise_on_error=False)
+            live = LiveDbtEvents(invocation, context)
             try:
-                # dbt's events first, read as dbt writes them. Only then the row counts and
-                # column metadata: dagster-dbt's fetchers run the stream through Dagster's imap,
-                # which spins on a core while it waits for events (half of a 2-core machine,
-                # all the dbt run).
-                built = DbtEventIterator(iter(list(invocation.stream())), invocation)
-                events = list(built.fetch_row_counts().fetch_column_metadata())
+                yield from live
             finally:
-                # Row counts are queried through dbt's adapter in this process; let it go of the
+                # dagster-dbt opens dbt's adapter in this process too; let it go of the
                 # warehouse so the next process (dbt compile, the next run) can open it.
                 if invocation.adapter is not None:
                     invocation.adapter.cleanup_connections()
                     warehouse.release_dbt_adapter(invocation.adapter)
                 keep_parse_state(invocation.target_path)
-            # A failed test's check shows a sample of its rows (queried now, dbt being done).
-            events = with_failing_rows(events, invocation.target_path, warehouse, context.log)
-            for event in events:
-                key = (
-                    context.asset_key_for_output(event.output_name)
-                    if isinstance(event, dg.Output)
-                    else None
-                )
-                if key in relations:
-                    extra = model_metadata(warehouse, relations[key], watermarks.get(key))
-                    event = event.with_metadata({**event.metadata, **extra})
-                yield event
+            # dbt has exited: the warehouse can be read (on DuckDB, only now).
+            yield from with_failing_rows(live.held, invocation.target_path, warehouse, context.log)
+            built = set(live.built)
+            for key, relation in relations.items():
+                if relation.unique_id in built:
+                    extra = model_metadata(warehouse, relation, watermarks.get(key))
+                    if extra:
+                        yield dg.AssetObservation(asset_key=key, metadata=extra)
             failure = invocation.get_error()
             if failure is not None:
                 raise failure

@@ -5,8 +5,9 @@
 - ``mart_movie_ratings``: a preview table of the top movies;
 - ``fct_ratings``: the distribution of ratings as a bar chart.
 
-All of it is read from the warehouse after dbt has finished, with plain SQL that runs on DuckDB
-and Snowflake alike.
+All of it is read from the warehouse after dbt has finished (an ``AssetObservation`` of each
+model dbt built, after its materialization), with plain SQL that runs on DuckDB and Snowflake
+alike. Row counts and columns come with the materialization itself (``events.py``).
 """
 
 from dataclasses import dataclass
@@ -14,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 import dagster as dg
-from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 
+from movielens_assets.lib.dagster_internals import dbt_manifest_and_translator
 from movielens_assets.warehouse.base import Warehouse
 
 TOP_MOVIES_MIN_RATINGS = 100
@@ -29,6 +30,7 @@ class Relation:
     schema: str
     table: str
     incremental: bool
+    unique_id: str
 
     @property
     def name(self) -> str:
@@ -38,7 +40,7 @@ class Relation:
 
 def model_relations(context: dg.AssetExecutionContext) -> dict[dg.AssetKey, Relation]:
     """The relations of the selected dbt models, by asset key."""
-    manifest, translator, _ = get_manifest_and_translator_from_dbt_assets([context.assets_def])
+    manifest, translator = dbt_manifest_and_translator(context.assets_def)
     relations = {}
     for node in manifest["nodes"].values():
         if node["resource_type"] != "model":
@@ -49,6 +51,7 @@ def model_relations(context: dg.AssetExecutionContext) -> dict[dg.AssetKey, Rela
                 schema=node["schema"],
                 table=node["alias"] or node["name"],
                 incremental=node["config"].get("materialized") == "incremental",
+                unique_id=node["unique_id"],
             )
     return relations
 

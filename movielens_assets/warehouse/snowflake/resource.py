@@ -235,7 +235,8 @@ class SnowflakeWarehouse(Warehouse):
             return [column[0] for column in cursor.description], rows
 
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
-        """The query tag dbt's profile reads (``DBT_QUERY_TAG``), with the run id if given.
+        """The query tag of dbt's queries (``DBT_QUERY_TAG``), with the run id if given; read
+        per node at run time by ``movielens_dbt/macros/set_query_tag.sql``, never by the profile.
 
         Credentials are not passed on: dbt's profile reads the same ``SNOWFLAKE_*`` variables
         from the environment, with its own role (``TRANSFORM``) when ``SNOWFLAKE_ROLE`` is unset.
