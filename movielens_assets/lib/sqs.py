@@ -12,6 +12,7 @@ crash in between costs a second delivery, never a lost file.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -44,10 +45,12 @@ class QueueMessage:
     events: tuple[ObjectEvent, ...]
 
 
+@functools.lru_cache(maxsize=8)
 def queue_client(queue_url: str) -> Any:
     """A boto3 SQS client for ``queue_url``: the queue's URL names its endpoint and region.
 
-    Credentials come from the standard AWS variables, as for S3.
+    Credentials come from the standard AWS variables, as for S3. One client per queue and
+    process (a new boto3 client costs about half a second; clients are thread-safe).
     """
     parts = urlsplit(queue_url)
     host = parts.hostname or ""

@@ -4,7 +4,8 @@ For each size (1,000, 10,000 and 100,000 objects already landed by default) and 
 (``listing``: no queue; ``queue``: S3 event notifications to SQS, ``MOVIELENS_SQS_QUEUE_URL``),
 against a loopback S3 + SQS server (moto) in its own process:
 
-1. the objects are put into ``landing/ratings/`` with a thread pool (untimed);
+1. the objects are put into ``landing/ratings/`` with a thread pool (untimed; one bucket grown
+   from one size to the next, both modes measured on it, each from a fresh cursor);
 2. the sensor is ticked until a tick requests nothing (the catch-up: its ticks and seconds are
    kept). The objects are older than the sensor's horizon by then (the bench sets
    ``MOVIELENS_SENSOR_HORIZON_SECONDS`` short and waits it out), as a bucket's history is;
@@ -22,6 +23,7 @@ executed. Timings are noisy on a shared machine; they are kept out of the test s
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 import statistics
@@ -148,44 +150,36 @@ class _Ticker:
                 [_recorded_run],
                 instance=self.instance,
                 tags={"dagster/run_key": request.run_key, "dagster/sensor_name": self.sensor.name},
+                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             )
         return seconds, new_files
 
 
-def _measure_one(
-    endpoint: str, mode: str, size: int, progress: Callable[[str], None]
+def _notify(s3: Any, bucket: str, queue_arn: str | None) -> None:
+    """Point the bucket's notifications at the queue (``None``: no notifications)."""
+    configuration: dict[str, Any] = {}
+    if queue_arn:
+        configuration["QueueConfigurations"] = [
+            {
+                "QueueArn": queue_arn,
+                "Events": ["s3:ObjectCreated:*"],
+                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": f"{PREFIX}/"}]}},
+            }
+        ]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=configuration)
+
+
+def _measure(
+    s3: Any, bucket: str, mode: str, objects: int, queue_url: str | None
 ) -> dict[str, Any]:
-    bucket = f"bench-sensor-{mode}-{size}"
-    s3 = boto3.client("s3", endpoint_url=endpoint)
-    s3.create_bucket(Bucket=bucket)
-    started = time.perf_counter()
-    _put_objects(s3, bucket, [_key(number) for number in range(size)])
-    progress(f"{mode} {size:,}: {size:,} objects put in {time.perf_counter() - started:.1f} s")
+    """Tick a sensor with a fresh cursor over ``objects`` landed objects; then 10 more land."""
     environ = {
         "MOVIELENS_S3_BUCKET": bucket,
         "MOVIELENS_S3_PREFIX": PREFIX,
         "MOVIELENS_SENSOR_HORIZON_SECONDS": str(BENCH_HORIZON_SECONDS),
     }
-    if mode == "queue":
-        sqs = boto3.client("sqs", endpoint_url=endpoint)
-        queue_url = sqs.create_queue(QueueName=bucket)["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-        s3.put_bucket_notification_configuration(
-            Bucket=bucket,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {
-                        "QueueArn": arn["Attributes"]["QueueArn"],
-                        "Events": ["s3:ObjectCreated:*"],
-                        "Filter": {
-                            "Key": {"FilterRules": [{"Name": "prefix", "Value": "landing/"}]}
-                        },
-                    }
-                ]
-            },
-        )
+    if queue_url:
         environ["MOVIELENS_SQS_QUEUE_URL"] = queue_url
-    time.sleep(BENCH_HORIZON_SECONDS + 1)  # the landed history is older than the horizon
     with dg.DagsterInstance.ephemeral() as instance:
         ticker = _Ticker(environ, instance)
         catch_up_ticks, catch_up_seconds = 0, 0.0
@@ -197,7 +191,7 @@ def _measure_one(
                 break
         cursor_idle = len(ticker.cursor or "")
         idle = [ticker.tick()[0] for _ in range(IDLE_REPEATS)]
-        _put_objects(s3, bucket, [_key(size + number) for number in range(NEW_FILES)])
+        _put_objects(s3, bucket, [_key(objects + number) for number in range(NEW_FILES)])
         new_seconds, seen = ticker.tick()
         first_tick_saw = seen
         new_ticks = 1
@@ -207,8 +201,8 @@ def _measure_one(
         cursor_new = len(ticker.cursor or "")
         after_seconds, _ = ticker.tick()
         cursor_after = len(ticker.cursor or "")
-    result = {
-        "objects": size,
+    return {
+        "objects": objects,
         "catch_up_ticks": catch_up_ticks,
         "catch_up_seconds": round(catch_up_seconds, 2),
         "idle_tick_seconds": round(statistics.median(idle), 3),
@@ -220,8 +214,42 @@ def _measure_one(
         "cursor_chars_new": cursor_new,
         "cursor_chars_after": cursor_after,
     }
-    progress(f"{mode} {size:,}: {result}")
-    return result
+
+
+def _measure_all(
+    endpoint: str, sizes: Sequence[int], modes: Sequence[str], progress: Callable[[str], None]
+) -> dict[str, list[dict[str, Any]]]:
+    """One bucket grown to each size in turn; each mode measured on it with a fresh cursor."""
+    bucket = "bench-sensor"
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    s3.create_bucket(Bucket=bucket)
+    queue_url = queue_arn = None
+    if "queue" in modes:
+        sqs = boto3.client("sqs", endpoint_url=endpoint)
+        queue_url = sqs.create_queue(QueueName=bucket, Attributes={"VisibilityTimeout": "120"})[
+            "QueueUrl"
+        ]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+    results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    landed = 0
+    for size in sorted(sizes):
+        started = time.perf_counter()
+        _put_objects(s3, bucket, [_key(number) for number in range(landed, size)])
+        progress(f"{size:,} objects landed ({time.perf_counter() - started:.1f} s to put)")
+        landed = size
+        time.sleep(BENCH_HORIZON_SECONDS + 1)  # the landed history is older than the horizon
+        for mode in modes:
+            if mode == "queue":
+                sqs.purge_queue(QueueUrl=queue_url)
+                _notify(s3, bucket, queue_arn)
+            row = _measure(s3, bucket, mode, landed, queue_url if mode == "queue" else None)
+            _notify(s3, bucket, None)
+            landed += NEW_FILES
+            results[mode].append(row)
+            progress(f"{mode} {size:,}: {row}")
+    return results
 
 
 def measure_sensor_ticks(
@@ -233,22 +261,18 @@ def measure_sensor_ticks(
     """Tick costs and cursor sizes per mode and size; see the module docstring."""
     work_dir.mkdir(parents=True, exist_ok=True)
     saved = {name: os.environ.get(name) for name in (*CREDENTIALS, "AWS_ENDPOINT_URL_S3")}
-    results: dict[str, Any] = {"modes": {}}
+    logging.getLogger("dagster").setLevel(logging.WARNING)  # the sensor's lines per tick
     try:
         with loopback_server(work_dir) as endpoint:
             os.environ.update(CREDENTIALS)
             os.environ["AWS_ENDPOINT_URL_S3"] = endpoint
-            for mode in modes:
-                results["modes"][mode] = [
-                    _measure_one(endpoint, mode, size, progress) for size in sizes
-                ]
+            return {"modes": _measure_all(endpoint, sizes, modes, progress)}
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    return results
 
 
 def format_sensor_ticks(results: dict[str, Any]) -> str:
