@@ -78,6 +78,10 @@ class TickScan:
         self.after = listing.after
         self.listed = {name: set(listing.listed.get(name, ())) for name in self.datasets}
         self.newest = listing.newest
+        if cursor.listing is None and self.horizon is not None:
+            # a new pass starts from what the last one knew, so that old objects listed early
+            # in it are already below the next horizon and stay out of the cursor
+            self.newest = self.horizon + horizon_seconds
         self.new: dict[str, list[S3Object]] = {}
         self.keys_listed = 0
         self.pass_completed = False

@@ -230,3 +230,21 @@ def test_the_queue_url_is_checked_and_makes_the_listing_a_small_safety_net():
         Settings.from_env({"MOVIELENS_SENSOR_LISTING_BUDGET": "0"})
     with pytest.raises(ConfigurationError, match="MOVIELENS_SENSOR_HORIZON_SECONDS"):
         Settings.from_env({"MOVIELENS_SENSOR_HORIZON_SECONDS": "an hour"})
+
+
+def test_over_passes_spread_across_ticks_the_cursor_keeps_only_the_recent_objects():
+    bucket = Bucket(*(obj("ratings", f"part-{n:04d}.csv", at=n) for n in range(50)))
+    bucket.put(*(obj("ratings", f"part-{n:04d}.csv", at=5 * HOUR + n) for n in range(50, 53)))
+    cursor, reported, sizes = LandingCursor(), [], []
+
+    for _ in range(20):  # six ticks a pass, ten keys a tick
+        new, cursor = tick(bucket, cursor, budget=10)
+        reported += new
+        sizes.append(
+            cursor.object_count
+            + sum(len(f) for f in (cursor.listing.listed if cursor.listing else {}).values())
+        )
+
+    assert sorted(reported) == sorted(bucket.objects)
+    assert cursor.object_count <= 3  # the three newest; the 50 older ones count as handled
+    assert max(sizes[-6:]) <= 6
