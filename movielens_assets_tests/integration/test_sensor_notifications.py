@@ -34,7 +34,7 @@ from movielens_assets.lib import sqs
 from movielens_assets.lib.cursor import LandingCursor
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import Settings
-from movielens_assets.tools.notifications import setup_landing_queue
+from movielens_assets.tools.notifications import landing_queue_env, setup_landing_queue
 from movielens_assets.warehouse.duckdb import DuckDBWarehouse
 
 VISIBILITY_SECONDS = 2
@@ -380,3 +380,28 @@ def test_files_landed_while_the_daemon_was_stopped_arrive_in_one_run_on_restart(
     assert [key for key, _ in daemon.ledger()] == [
         f"landing/ratings/{name}" for name in sorted(bodies)
     ]
+
+
+def test_movielens_dev_sets_up_a_queue_only_on_the_loopback_server_and_says_when_it_cannot(
+    endpoint,
+):
+    said: list[str] = []
+    local = Settings.from_env({"MOVIELENS_S3_BUCKET": "dev-setup"})
+    with_queue = Settings.from_env(
+        {"MOVIELENS_SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q"}
+    )
+
+    env = landing_queue_env(local, endpoint, progress=said.append)
+    configured = boto3.client("s3", endpoint_url=endpoint).get_bucket_notification_configuration(
+        Bucket="dev-setup"
+    )["QueueConfigurations"]
+
+    assert env == {"MOVIELENS_SQS_QUEUE_URL": f"{endpoint}/123456789012/movielens-landing"}
+    assert configured[0]["Events"] == ["s3:ObjectCreated:*"]
+    assert configured[0]["Filter"]["Key"]["FilterRules"] == [
+        {"Name": "prefix", "Value": "landing/"}
+    ]
+    assert landing_queue_env(with_queue, endpoint, progress=said.append) == {}
+    assert landing_queue_env(local, None, progress=said.append) == {}  # AWS: nothing changes
+    assert landing_queue_env(local, "http://127.0.0.1:21799", progress=said.append) == {}
+    assert "finds new files by listing instead" in said[-1]
