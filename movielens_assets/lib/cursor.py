@@ -3,20 +3,26 @@
 Pure functions, no Dagster. S3's ``LastModified`` has one-second resolution and a multipart
 upload carries the time it *started*, so a watermark on it misses objects that land in the same
 second as the last one seen, or that finish uploading late, and never notices an object
-overwritten within that second. This cursor instead remembers every object of the landing zone,
-so that each (key, ETag) pair is reported exactly once whatever the order of the listing:
+overwritten within that second. This cursor instead remembers objects by identity, so that each
+(key, ETag) pair is reported exactly once whatever the order of the listing:
 
 - a new key is new; an existing key with a new ETag (overwritten with other content) is new;
 - an object listed again with the same ETag (even re-uploaded with the same content) is not;
 - an object deleted from S3 is dropped from the cursor, so it is new again if it comes back.
 
+Format 2 (``lib/landing_scan.py`` writes it) keeps only the objects newer than a horizon, where
+the listing pass stands, each dataset's last key and the queue messages awaiting deletion, so
+its size follows the recent arrivals, not the bucket's history. :func:`diff_listing` is the
+whole-listing diff of format 1, kept for its users.
+
 Format. Each object is stored as an 8-byte BLAKE2b fingerprint of its (key, ETag), the
 fingerprints of a dataset sorted and base64-encoded, in a small JSON document readable in the
 Dagster UI::
 
-    {"format":"movielens-s3-landing/1","datasets":{"ratings":{"objects":2,"fingerprints":"..."}}}
+    {"format":"movielens-s3-landing/2","datasets":{"ratings":{"objects":2,"fingerprints":"..."}},
+     "horizon":1767225600.0,"tails":{"ratings":"landing/ratings/ratings-2026-01-01.csv"}}
 
-That is about 10.7 characters per object (~13 KB for 1,205 objects, ~1.07 MB for 100,000);
+That is about 10.7 characters per remembered object (~13 KB for 1,205, ~1.07 MB for 100,000);
 compression does not help, fingerprints are random bytes. With 64-bit fingerprints the chance
 that a new object collides with one of 100,000 known ones is about 5e-15 per object.
 """

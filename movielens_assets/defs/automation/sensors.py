@@ -1,7 +1,8 @@
 """The S3 landing sensor: files landing in S3 start one run of RAW and everything downstream.
 
-Each tick lists every dataset prefix of the landing bucket (all pages), diffs the listing
-against the cursor by object identity (``lib/cursor.py``), and, when something is new, requests
+Each tick reads the S3 notifications queued in SQS, if a queue is configured (``lib/sqs.py``),
+and lists the landing bucket within a budget of keys (``lib/landing_scan.py``), deduplicates
+both by object identity against the cursor (``lib/cursor.py``), and, when something is new, requests
 one run of ``raw_and_downstream_job`` restricted to the affected ``raw/raw_<dataset>`` assets
 and everything downstream of them. A burst of files is one run per tick, however many files.
 The tick also records a materialization of each affected ``s3/<dataset>`` landing asset: the
@@ -362,8 +363,10 @@ def build_s3_landing_sensor(settings: Settings) -> dg.SensorDefinition:
     ) -> dg.SensorResult:
         """Start a run when files land under ``s3://<bucket>/<prefix>/<dataset>/``.
 
-        Every tick lists each dataset's prefix and compares the objects' keys and ETags with
-        the cursor: a new file, or a file overwritten with new content, is seen exactly once.
+        Every tick reads the queue of S3 notifications (``MOVIELENS_SQS_QUEUE_URL``) and lists
+        the dataset prefixes within ``MOVIELENS_SENSOR_LISTING_BUDGET`` keys, comparing keys and
+        ETags with the cursor: a new file, or a file overwritten with new content, is seen
+        exactly once.
         New files start one run of their ``raw/raw_<dataset>`` assets and everything downstream
         (run key derived from the files, so a repeated tick never starts a second run); the tick
         otherwise skips, naming the prefixes it checked.
