@@ -42,12 +42,17 @@ class LandingBucket(S3Resource):
         """The S3 URI of one dataset's folder."""
         return f"s3://{self.bucket}/{self.dataset_prefix(dataset)}"
 
+    @staticmethod
+    def is_data_file(key: str) -> bool:
+        """Whether a key is one of the dataset's data files (what the RAW load reads)."""
+        return key.lower().endswith((".csv", ".csv.gz"))
+
     def list_dataset(self, dataset: str, client: Any | None = None) -> list[S3Object]:
         """Every CSV object of a dataset, through all listing pages."""
         objects = s3lib.list_objects(
             client or self.get_client(), self.bucket, self.dataset_prefix(dataset)
         )
-        return [obj for obj in objects if obj.key.lower().endswith((".csv", ".csv.gz"))]
+        return [obj for obj in objects if self.is_data_file(obj.key)]
 
 
 DBT_BESIDE_PYTHON = Path(sys.executable).parent / "dbt"

@@ -22,6 +22,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 TARGETS = ("local", "prod")
 DEFAULT_SENSOR_INTERVAL = 30
+DEFAULT_LISTING_BUDGET = 10_000
+"""Objects the landing sensor lists per tick without a queue (about 3.5 s on loopback)."""
+DEFAULT_LISTING_BUDGET_WITH_QUEUE = 1_000
+"""Objects listed per tick when notifications arrive through SQS: the listing is a safety net."""
+DEFAULT_HORIZON_SECONDS = 3_600
 
 
 SECRET_VARIABLES = (
@@ -222,6 +227,33 @@ def _sensor_interval(env: Mapping[str, str]) -> int:
     return int(value)
 
 
+def _whole_number(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    """A whole-number setting ``name`` (at least ``minimum``), ``default`` when unset."""
+    value = (env.get(name) or "").strip().replace("_", "")
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < minimum:
+        raise ConfigurationError(
+            f"{name}={env.get(name)!r} is not a whole number >= {minimum}; "
+            f"unset it for the default ({default})."
+        )
+    return int(value)
+
+
+def _queue_url(env: Mapping[str, str]) -> str | None:
+    """``MOVIELENS_SQS_QUEUE_URL``: the SQS queue S3 notifies of landed files, if any."""
+    value = (env.get("MOVIELENS_SQS_QUEUE_URL") or "").strip()
+    if not value:
+        return None
+    if not value.startswith(("https://", "http://")):
+        raise ConfigurationError(
+            f"MOVIELENS_SQS_QUEUE_URL={value!r} is not a queue URL; set it to the URL SQS "
+            "shows for the queue (https://sqs.<region>.amazonaws.com/<account>/<name>) or "
+            "unset it to find landed files by listing only."
+        )
+    return value
+
+
 def _sensor_running(env: Mapping[str, str], target: str) -> bool:
     """Whether the sensor starts RUNNING: yes on the embedded default, no against real AWS.
 
@@ -262,6 +294,16 @@ class Settings:
     unset: running on the embedded default, stopped with ``MOVIELENS_TARGET=prod``."""
     dbt_target_path: Path | None = None
     """``DBT_TARGET_PATH``: dbt's own variable for its target folder, if set."""
+    sqs_queue_url: str | None = None
+    """``MOVIELENS_SQS_QUEUE_URL``: the SQS queue receiving the landing bucket's
+    ``s3:ObjectCreated:*`` notifications; unset: the sensor finds new files by listing only."""
+    sensor_listing_budget: int = DEFAULT_LISTING_BUDGET
+    """``MOVIELENS_SENSOR_LISTING_BUDGET``: objects the sensor lists per tick at most (default
+    10,000, or 1,000 with a queue); a bigger bucket is listed over several ticks."""
+    sensor_horizon_seconds: int = DEFAULT_HORIZON_SECONDS
+    """``MOVIELENS_SENSOR_HORIZON_SECONDS``: an object modified this long before a completed
+    listing pass began counts as handled and leaves the cursor (default 3600). Keep it above
+    your longest upload: a multipart object's LastModified is when its upload started."""
     data_dir: Path | None = None
     """``MOVIELENS_DATA_DIR``: the local folder the landing assets upload; unset means the
     prepared sample (``sample_dir``)."""
@@ -283,6 +325,7 @@ class Settings:
             )
         home = Path(env.get("MOVIELENS_HOME") or PROJECT_ROOT / ".movielens")
         prefix = (env.get("MOVIELENS_S3_PREFIX") or "landing").strip("/")
+        queue_url = _queue_url(env)
         return cls(
             home=home.expanduser().resolve(),
             target=target,
@@ -293,6 +336,16 @@ class Settings:
             sensor_interval=_sensor_interval(env),
             sensor_running=_sensor_running(env, target),
             dbt_target_path=Path(env["DBT_TARGET_PATH"]) if env.get("DBT_TARGET_PATH") else None,
+            sqs_queue_url=queue_url,
+            sensor_listing_budget=_whole_number(
+                env,
+                "MOVIELENS_SENSOR_LISTING_BUDGET",
+                DEFAULT_LISTING_BUDGET_WITH_QUEUE if queue_url else DEFAULT_LISTING_BUDGET,
+                minimum=1,
+            ),
+            sensor_horizon_seconds=_whole_number(
+                env, "MOVIELENS_SENSOR_HORIZON_SECONDS", DEFAULT_HORIZON_SECONDS, minimum=0
+            ),
             data_dir=Path(env["MOVIELENS_DATA_DIR"]).expanduser().resolve()
             if env.get("MOVIELENS_DATA_DIR")
             else None,

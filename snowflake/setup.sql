@@ -83,6 +83,34 @@ create storage integration if not exists MOVIELENS_S3
 
 grant usage on integration MOVIELENS_S3 to role sysadmin;
 
+-- Beside the integration, on the AWS side (not Snowflake's): the landing sensor hears of new
+-- files from S3 event notifications through an SQS queue (MOVIELENS_SQS_QUEUE_URL), so its tick
+-- cost does not grow with the bucket's history. Once, with the AWS CLI:
+--
+--   aws sqs create-queue --queue-name movielens-landing \
+--     --attributes VisibilityTimeout=300,MessageRetentionPeriod=1209600
+--   # queue policy: let the bucket (and only it) send to the queue
+--   aws sqs set-queue-attributes --queue-url https://sqs.<region>.amazonaws.com/<account>/movielens-landing \
+--     --attributes '{"Policy": "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",
+--       \"Principal\":{\"Service\":\"s3.amazonaws.com\"},\"Action\":\"sqs:SendMessage\",
+--       \"Resource\":\"arn:aws:sqs:<region>:<account>:movielens-landing\",
+--       \"Condition\":{\"ArnEquals\":{\"aws:SourceArn\":\"arn:aws:s3:::&{landing_bucket}\"},
+--       \"StringEquals\":{\"aws:SourceAccount\":\"<account>\"}}}]}"}'
+--   # bucket notification: objects created under the landing folder go to the queue
+--   aws s3api put-bucket-notification-configuration --bucket &{landing_bucket} \
+--     --notification-configuration '{"QueueConfigurations": [{"Id": "movielens-landing",
+--       "QueueArn": "arn:aws:sqs:<region>:<account>:movielens-landing",
+--       "Events": ["s3:ObjectCreated:*"],
+--       "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "&{landing_prefix}/"}]}}}]}'
+--
+-- The Dagster code location's AWS identity needs sqs:ReceiveMessage, sqs:DeleteMessage and
+-- sqs:GetQueueAttributes on the queue (and s3:GetObject for the HEAD of each notified file).
+-- Keep the visibility timeout well above MOVIELENS_SENSOR_INTERVAL: a message is deleted on the
+-- tick after the one that requested its run. A bucket notification already used by Snowpipe's
+-- auto-ingest (its own SQS queue) cannot overlap on the same prefix and event type: in that
+-- case send the events to an SNS topic with both queues subscribed (the sensor reads SNS-wrapped
+-- events too), or use EventBridge.
+
 
 -- 4. RAW objects (SYSADMIN owns them; LOADER gets usage and insert below) ---------------------
 use role sysadmin;

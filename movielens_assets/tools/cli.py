@@ -62,6 +62,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline against bare DuckDB on a generated set and print the table."""
     if args.local_s3:
         return _bench_local_s3(args)
+    if args.sensor:
+        return cmd_bench_sensor(args)
     from movielens_assets.tools.bench import BenchError, format_table, run_bench
 
     try:
@@ -102,6 +104,29 @@ def _bench_local_s3(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_sensor(args: argparse.Namespace) -> int:
+    """``movielens bench --sensor``: the landing sensor's tick cost at 1k/10k/100k objects."""
+    import json
+    import tempfile
+
+    from movielens_assets.tools.bench_sensor import (
+        SensorBenchError,
+        format_sensor_ticks,
+        measure_sensor_ticks,
+    )
+
+    work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        results = measure_sensor_ticks(work_dir, progress=_progress)
+    except SensorBenchError as error:
+        _progress(f"movielens bench --sensor: {error}")
+        return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    print(format_sensor_ticks(results))
+    return 0
+
+
 def cmd_land(args: argparse.Namespace) -> int:
     """Upload files into a dataset's landing folder of the configured (or running) S3."""
     from movielens_assets.datasets import DATASETS
@@ -129,6 +154,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     """Start the local S3 server, the Dagster webserver and the daemon until interrupted."""
     from movielens_assets.lib.redact import redact
     from movielens_assets.tools.local_s3 import s3_endpoint
+    from movielens_assets.tools.notifications import landing_queue_env
     from movielens_assets.tools.runner import ensure_manifest, prepare_instance
     from movielens_assets.tools.sample import sample_dir
 
@@ -138,6 +164,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     ensure_manifest(refresh=True)  # the dev loop: pick up edits to the dbt project
     with s3_endpoint(settings) as endpoint:
         env = {**os.environ, "MOVIELENS_HOME": str(settings.home)}
+        env.update(landing_queue_env(settings, endpoint, progress=_progress))
         workspace = str(PROJECT_ROOT / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
         processes = [
@@ -256,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--objects", type=int, default=20_000, help="with --local-s3: small objects to put"
+    )
+    bench.add_argument(
+        "--sensor",
+        action="store_true",
+        help="measure only the S3 landing sensor's ticks at 1k/10k/100k landed objects",
     )
     bench.set_defaults(handler=cmd_bench)
 

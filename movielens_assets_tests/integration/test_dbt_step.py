@@ -30,7 +30,7 @@ from movielens_assets.lib.dagster_internals import RESUME_RETRY_TAG
 from movielens_assets.project import DBT_PROJECT_DIR, movielens_project
 from movielens_assets.resources import build_resources
 from movielens_assets.settings import Settings
-from movielens_assets.warehouse.duckdb import DuckDBWarehouse
+from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 
 pytestmark = pytest.mark.timeout(300)
