@@ -165,13 +165,14 @@ def test_what_the_command_leaves_in_its_group_ends_with_its_parent_after_the_orp
     """A server's own children (a code server under the webserver) end too: the whole group."""
     pid_file = tmp_path / "grandchild.pid"
     # sh starts a grandchild in its group, then waits; SIGTERM (the orphan grace) ends both
-    command = ["sh", "-c", f"sleep 600 & echo $! > {pid_file}; wait"]
+    command = tethered(
+        ["sh", "-c", f"sleep 600 & echo $! > {pid_file}; wait"], "--orphan-grace", "2"
+    )
     worker = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"import subprocess, time; subprocess.Popen({tethered(command, '--orphan-grace', '2')!r}); "
-            "time.sleep(600)",
+            f"import subprocess, time; subprocess.Popen({command!r}); time.sleep(600)",
         ]
     )
     try:
