@@ -51,31 +51,43 @@ class LandingBucket(S3Resource):
         return [obj for obj in objects if obj.key.lower().endswith((".csv", ".csv.gz"))]
 
 
-DBT_BESIDE_PYTHON = Path(sys.executable).parent / "dbt"
-"""The dbt installed beside this Python (the venv's), used when it exists."""
+DBT_LAUNCHER = Path(sys.executable).parent / "movielens-dbt"
+"""dbt as dagster-dbt runs it: the ``movielens-dbt`` console script installed beside this Python
+(``lib/tether.py``), which runs the venv's dbt tied to the run worker: a worker that dies (even
+by SIGKILL) takes its dbt with it."""
+
+
+class DbtLauncherMissingError(RuntimeError):
+    """The package is installed without its ``movielens-dbt`` script (an old install)."""
 
 
 class MovielensDbtCli(DbtCliResource):
-    """dagster-dbt's dbt resource, without a ``dbt --version`` process at every dbt step.
+    """dagster-dbt's dbt resource, running dbt through ``movielens-dbt``, without a
+    ``dbt --version`` process at every dbt step.
 
     dagster-dbt asks the dbt executable for its version once per resource instance, i.e. once
-    per step: a second dbt process costing ~2 s. The dbt beside this Python is the dbt-core
-    package installed here, so its version is read from the package's metadata instead.
+    per step: a second dbt process costing ~2 s. ``movielens-dbt`` runs the dbt-core package
+    installed here, so its version is read from the package's metadata instead.
     """
 
     @cached_property
     def _cli_version(self) -> version.Version:
-        if Path(self.dbt_executable) == DBT_BESIDE_PYTHON:
+        if Path(self.dbt_executable) == DBT_LAUNCHER:
             return version.parse(importlib.metadata.version("dbt-core"))
         return super()._cli_version
 
 
 def dbt_resource(settings: Settings) -> DbtCliResource:
-    """dbt through dagster-dbt, using the dbt installed beside this Python (the venv's)."""
+    """dbt through dagster-dbt, run by ``movielens-dbt`` so that it ends with its run."""
+    if not DBT_LAUNCHER.exists():
+        raise DbtLauncherMissingError(
+            f"{DBT_LAUNCHER} is missing: reinstall the project (`make install`, or "
+            "`pip install -e .`) so that dbt runs tied to its run worker."
+        )
     return MovielensDbtCli(
         project_dir=movielens_project,
         target=settings.target,
-        dbt_executable=str(DBT_BESIDE_PYTHON) if DBT_BESIDE_PYTHON.exists() else "dbt",
+        dbt_executable=str(DBT_LAUNCHER),
     )
 
 
