@@ -45,7 +45,7 @@ from typing import Any
 
 from movielens_assets.datasets import DATASETS
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BASELINE_SQL = PROJECT_ROOT / "bench" / "baseline.sql"
 DBT_PROJECT_DIR = PROJECT_ROOT / "movielens_dbt"
 SEED_FILE = DBT_PROJECT_DIR / "seeds" / "seed_movie_release_dates.csv"

@@ -13,7 +13,7 @@ from pathlib import Path
 from movielens_assets.settings import Settings
 from movielens_assets.tools.generate import synthesize_sample_genome
 
-BUNDLED = Path(__file__).resolve().parent / "sample_data" / "ml-latest-small"
+BUNDLED = Path(__file__).resolve().parents[1] / "sample_data" / "ml-latest-small"
 REAL_FILES = ("movies.csv", "ratings.csv", "tags.csv", "links.csv", "README.txt")
 GENOME_FILES = ("genome-tags.csv", "genome-scores.csv")
 
