@@ -47,7 +47,7 @@ POLL_SECONDS = 0.2
 """How often deadlines (and, without pidfds, the processes) are checked."""
 ORPHANED = 125
 """Exit status when the launcher finds its parent already gone."""
-DBT_STOP_GRACE_SECONDS = 5.0
+DBT_STOP_GRACE_SECONDS = 3.0
 """How long dbt may take to cancel its queries after an interrupt before it is killed."""
 
 
