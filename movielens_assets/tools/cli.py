@@ -208,13 +208,6 @@ def _run_dev_stack(port: int) -> int:
             f"the webserver cannot listen on {UI_HOST}:{port}: port {port} is taken (another "
             "`movielens dev`?). Stop what listens there or pass --port."
         )
-    stop = {"now": False}
-
-    def request_stop(signum: int, frame: object) -> None:
-        stop["now"] = True
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, request_stop)
     settings = Settings.from_env()
     with contextlib.ExitStack() as stack:
         with _starting(f"the Dagster instance in {settings.dagster_home}"):
@@ -235,6 +228,13 @@ def _run_dev_stack(port: int) -> int:
             ],
             "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", workspace],
         }
+        stop = {"now": False}
+
+        def request_stop(signum: int, frame: object) -> None:
+            stop["now"] = True
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, request_stop)
         processes: dict[str, subprocess.Popen] = {}
         stack.callback(_stop, processes)
         for part, command in commands.items():

@@ -192,7 +192,7 @@ def running_stack(
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     home = tmp_path_factory.mktemp("dev-home")
-    with running_stack(home, {"MOVIELENS_SENSOR_INTERVAL": "5"}, ready_timeout=120) as running:
+    with running_stack(home, {"MOVIELENS_SENSOR_INTERVAL": "5"}, ready_timeout=300) as running:
         yield running
 
 

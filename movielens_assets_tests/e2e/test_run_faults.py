@@ -321,12 +321,23 @@ def fct_ratings_summary(stack: Stack) -> tuple[tuple[int, ...], int]:
     return tuple(int(value) for value in summary), pairs
 
 
+def s3_endpoint(stack: Stack) -> str:
+    """The S3 endpoint `movielens dev` gave its webserver (read from the webserver's
+    environment: the loopback server listens on a new port at every start)."""
+    for pid, process in processes().items():
+        if of_home(pid, stack.home) and any("dagster-webserver" in p for p in process.cmdline):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            for entry in environ:
+                if entry.startswith(b"AWS_ENDPOINT_URL_S3="):
+                    return entry.split(b"=", 1)[1].decode()
+    raise AssertionError("no webserver of this stack with AWS_ENDPOINT_URL_S3")
+
+
 def s3_listing(stack: Stack) -> dict[str, int]:
-    """Key -> size of every object of the running stack's S3 (endpoint from its banner)."""
-    banners = re.findall(r"S3 at (http://\S+?),", (stack.home / "dev.log").read_text())
+    """Key -> size of every object of the running stack's S3."""
     client = boto3.client(
         "s3",
-        endpoint_url=banners[-1],
+        endpoint_url=s3_endpoint(stack),
         aws_access_key_id="movielens-local",
         aws_secret_access_key="movielens-local",  # noqa: S106 - the loopback server's placeholder
         region_name="us-east-1",
