@@ -40,6 +40,7 @@ bench: manifest
 lint: $(VENV)/.installed-test manifest
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg check defs
 	# sqlfluff's dbt templater compiles the models, which opens a DuckDB file: use a scratch one.
 	scratch=$$(mktemp -d) && MOVIELENS_DUCKDB_PATH=$$scratch/warehouse.duckdb \
 		$(BIN)/sqlfluff lint movielens_dbt; status=$$?; rm -rf $$scratch; exit $$status

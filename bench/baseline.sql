@@ -480,6 +480,18 @@ select 'unique_combination_of_columns_ep_movie_with_tags_movie_id__tag_id', coun
     select movie_id, tag_id from dev.ep_movie_with_tags
     group by movie_id, tag_id having count(*) > 1
 );
+insert into bench.test_results
+select 'unique_combination_of_columns_src_ratings_user_id__movie_id___source_file___loaded_at',
+    count(*) from (
+    select user_id, movie_id, _source_file, _loaded_at from dev.src_ratings
+    group by user_id, movie_id, _source_file, _loaded_at having count(*) > 1
+);
+insert into bench.test_results
+select 'unique_combination_of_columns_src_genome_scores_movie_id__tag_id___source_file___loaded_at',
+    count(*) from (
+    select movie_id, tag_id, _source_file, _loaded_at from dev.src_genome_scores
+    group by movie_id, tag_id, _source_file, _loaded_at having count(*) > 1
+);
 
 -- not_null
 insert into bench.test_results
@@ -573,6 +585,12 @@ where parent.to_field is null;
 insert into bench.test_results
 select 'relationships_fct_ratings_movie_id__movie_id__ref_dim_movies_', count(*)
 from (select movie_id as from_field from dev.fct_ratings where movie_id is not null) as child
+left join (select movie_id as to_field from dev.dim_movies) as parent
+    on child.from_field = parent.to_field
+where parent.to_field is null;
+insert into bench.test_results
+select 'relationships_fct_genome_scores_movie_id__movie_id__ref_dim_movies_', count(*)
+from (select movie_id as from_field from dev.fct_genome_scores where movie_id is not null) as child
 left join (select movie_id as to_field from dev.dim_movies) as parent
     on child.from_field = parent.to_field
 where parent.to_field is null;

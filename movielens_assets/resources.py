@@ -6,18 +6,16 @@ decided here (like dagster-open-platform's ``environment_helpers``).
 
 from __future__ import annotations
 
-import importlib.metadata
 import sys
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from dagster_aws.s3 import S3Resource
 from dagster_dbt import DbtCliResource
-from packaging import version
 from pydantic import Field
 
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.lib.dagster_internals import DbtCliWithInstalledVersion
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.project import movielens_project
 from movielens_assets.settings import Settings
@@ -61,22 +59,6 @@ class DbtLauncherMissingError(RuntimeError):
     """The package is installed without its ``movielens-dbt`` script (an old install)."""
 
 
-class MovielensDbtCli(DbtCliResource):
-    """dagster-dbt's dbt resource, running dbt through ``movielens-dbt``, without a
-    ``dbt --version`` process at every dbt step.
-
-    dagster-dbt asks the dbt executable for its version once per resource instance, i.e. once
-    per step: a second dbt process costing ~2 s. ``movielens-dbt`` runs the dbt-core package
-    installed here, so its version is read from the package's metadata instead.
-    """
-
-    @cached_property
-    def _cli_version(self) -> version.Version:
-        if Path(self.dbt_executable) == DBT_LAUNCHER:
-            return version.parse(importlib.metadata.version("dbt-core"))
-        return super()._cli_version
-
-
 def dbt_resource(settings: Settings) -> DbtCliResource:
     """dbt through dagster-dbt, run by ``movielens-dbt`` so that it ends with its run."""
     if not DBT_LAUNCHER.exists():
@@ -84,10 +66,12 @@ def dbt_resource(settings: Settings) -> DbtCliResource:
             f"{DBT_LAUNCHER} is missing: reinstall the project (`make install`, or "
             "`pip install -e .`) so that dbt runs tied to its run worker."
         )
-    return MovielensDbtCli(
+    return DbtCliWithInstalledVersion(
         project_dir=movielens_project,
         target=settings.target,
         dbt_executable=str(DBT_LAUNCHER),
+        # movielens-dbt runs the dbt-core installed here: its version is the package's
+        installed_dbt=str(DBT_LAUNCHER),
     )
 
 

@@ -11,43 +11,46 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-
-import dagster as dg
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The repository root (the package is installed in editable mode by ``make``)."""
 
 TARGETS = ("local", "prod")
+DEFAULT_SENSOR_INTERVAL = 30
 
 
 class ConfigurationError(ValueError):
     """An environment variable holds a value the project cannot use."""
 
 
-def _hours(env: Mapping[str, str], name: str, default: tuple[float, float]) -> tuple[float, float]:
-    """A ``warn,fail`` pair of hours from ``env[name]``."""
-    value = env.get(name)
+def _sensor_interval(env: Mapping[str, str]) -> int:
+    """Seconds between sensor ticks: ``MOVIELENS_SENSOR_INTERVAL``, default 30."""
+    value = (env.get("MOVIELENS_SENSOR_INTERVAL") or "").strip()
     if not value:
-        return default
-    try:
-        warn, fail = (float(part) for part in value.split(","))
-    except ValueError as error:
+        return DEFAULT_SENSOR_INTERVAL
+    if not value.isdigit() or int(value) < 1:
         raise ConfigurationError(
-            f"{name}={value!r} must be two numbers of hours, 'warn,fail', e.g. '24,48'."
-        ) from error
-    if not 0 < warn <= fail:
-        raise ConfigurationError(f"{name}={value!r}: need 0 < warn <= fail.")
-    return warn, fail
+            f"MOVIELENS_SENSOR_INTERVAL={value!r} is not a whole number of seconds >= 1; "
+            f"unset it for the default ({DEFAULT_SENSOR_INTERVAL})."
+        )
+    return int(value)
 
 
-def freshness_policy(hours: tuple[float, float]) -> dg.FreshnessPolicy:
-    """Dagster's time-window freshness policy for a ``(warn, fail)`` pair of hours."""
-    warn, fail = hours
-    return dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(hours=fail), warn_window=timedelta(hours=warn)
-    )
+def _sensor_running(env: Mapping[str, str], target: str) -> bool:
+    """Whether the sensor starts RUNNING: yes on the embedded default, no against real AWS.
+
+    ``MOVIELENS_SENSOR_DEFAULT=running|stopped`` overrides the choice made from the target.
+    """
+    value = (env.get("MOVIELENS_SENSOR_DEFAULT") or "").strip().lower()
+    if not value:
+        return target != "prod"
+    if value not in ("running", "stopped"):
+        raise ConfigurationError(
+            f"MOVIELENS_SENSOR_DEFAULT={value!r} is not 'running' or 'stopped'; unset it to "
+            "start the sensor by default locally and leave it stopped against AWS."
+        )
+    return value == "running"
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,13 @@ class Settings:
     s3_endpoint: str | None
     """``AWS_ENDPOINT_URL_S3``: an S3-compatible endpoint; unset means AWS (prod) or the
     project's own loopback server (local)."""
-    raw_freshness_hours: tuple[float, float] = (24.0, 48.0)
-    """``MOVIELENS_RAW_FRESHNESS_HOURS`` (``warn,fail``): how old RAW may get."""
-    marts_freshness_hours: tuple[float, float] = (26.0, 50.0)
-    """``MOVIELENS_MARTS_FRESHNESS_HOURS`` (``warn,fail``): how old the marts may get."""
     dbt_docs_url: str = "http://127.0.0.1:8080"
     """``MOVIELENS_DBT_DOCS_URL``: where ``movielens docs`` serves the dbt docs (asset links)."""
+    sensor_interval: int = DEFAULT_SENSOR_INTERVAL
+    """``MOVIELENS_SENSOR_INTERVAL``: seconds between the landing sensor's ticks."""
+    sensor_running: bool = True
+    """``MOVIELENS_SENSOR_DEFAULT`` (``running``/``stopped``): the sensor's default status;
+    unset: running on the embedded default, stopped with ``MOVIELENS_TARGET=prod``."""
     data_dir: Path | None = None
     """``MOVIELENS_DATA_DIR``: the local folder the landing assets upload; unset means the
     prepared sample (``sample_dir``)."""
@@ -92,9 +96,9 @@ class Settings:
             bucket=env.get("MOVIELENS_S3_BUCKET") or "movielens",
             prefix=(env.get("MOVIELENS_S3_PREFIX") or "landing").strip("/"),
             s3_endpoint=env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None,
-            raw_freshness_hours=_hours(env, "MOVIELENS_RAW_FRESHNESS_HOURS", (24.0, 48.0)),
-            marts_freshness_hours=_hours(env, "MOVIELENS_MARTS_FRESHNESS_HOURS", (26.0, 50.0)),
             dbt_docs_url=env.get("MOVIELENS_DBT_DOCS_URL") or "http://127.0.0.1:8080",
+            sensor_interval=_sensor_interval(env),
+            sensor_running=_sensor_running(env, target),
             data_dir=Path(env["MOVIELENS_DATA_DIR"]).expanduser().resolve()
             if env.get("MOVIELENS_DATA_DIR")
             else None,

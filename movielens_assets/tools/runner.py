@@ -19,6 +19,7 @@ from typing import Any
 
 import dagster as dg
 
+from movielens_assets.lib.dagster_internals import job_asset_keys, job_assets_defs, job_check_count
 from movielens_assets.settings import Settings
 
 STAGES = {"landing_files": "landing", "raw_tables": "raw", "movielens_dbt_models": "dbt"}
@@ -136,7 +137,7 @@ def summarize(result: dg.ExecuteInProcessResult, job: dg.JobDefinition) -> Summa
         event.asset_key: event.materialization
         for event in result.get_asset_materialization_events()
     }
-    for key in sorted(job.asset_layer.executable_asset_keys, key=lambda k: k.to_user_string()):
+    for key in sorted(job_asset_keys(job), key=lambda k: k.to_user_string()):
         materialization = materialized.get(key)
         rows = None
         if materialization is not None:
@@ -159,9 +160,7 @@ def summarize(result: dg.ExecuteInProcessResult, job: dg.JobDefinition) -> Summa
         "passed": sum(1 for evaluation in evaluations if evaluation.passed),
         "failed": len(failed),
         "failed_names": failed,
-        "not_evaluated": max(
-            len(job.asset_layer.asset_graph.asset_check_keys) - len(evaluations), 0
-        ),
+        "not_evaluated": max(job_check_count(job) - len(evaluations), 0),
     }
     for failure in result.get_step_failure_events():
         summary.errors.append(f"step {failure.step_key} failed: {root_cause(failure)}")
@@ -244,7 +243,7 @@ def stage_totals(job: dg.JobDefinition) -> dict[str, int]:
     """How many assets each stage of ``job`` materializes."""
     return {
         STAGES[assets_def.node_def.name]: len(assets_def.keys)
-        for assets_def in job.asset_layer.asset_graph.assets_defs
+        for assets_def in job_assets_defs(job)
         if assets_def.is_executable and assets_def.node_def.name in STAGES
     }
 

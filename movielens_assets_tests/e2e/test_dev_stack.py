@@ -245,14 +245,14 @@ def test_a_late_ratings_file_with_re_ratings_and_old_timestamps_is_merged_row_by
     assert len(runs) == before + 1
     assert {run["status"] for run in runs} == {"SUCCESS"}, stack.failures(runs)
     assert fct_ratings(stack) == expected_ratings(SAMPLE / "ratings.csv", batch)
-    latest = stack.graphql(MATERIALIZATION_QUERY, {"path": ["fct_ratings"]})
+    latest = stack.graphql(MATERIALIZATION_QUERY, {"path": ["facts", "fct_ratings"]})
     materialization = latest["assetOrError"]["assetMaterializations"][0]
     metadata = {
         entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]
     }
     assert metadata["rows_processed"] == len(csv_rows(batch))
     # the sensor's tick recorded the file on the landing asset (no run of its own)
-    landed = stack.graphql(MATERIALIZATION_QUERY, {"path": ["s3", "ratings"]})
+    landed = stack.graphql(MATERIALIZATION_QUERY, {"path": ["landing", "ratings"]})
     materialization = landed["assetOrError"]["assetMaterializations"][0]
     metadata = {
         entry["label"]: entry.get("intValue") for entry in materialization["metadataEntries"]

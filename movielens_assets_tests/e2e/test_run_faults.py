@@ -386,6 +386,7 @@ def test_movielens_dev_exits_non_zero_naming_the_port_when_it_is_taken(tmp_path)
     assert not (tmp_path / "dagster").exists(), "nothing is started when the port is taken"
 
 
+@pytest.mark.timeout(1800)  # three runs of a few million ratings; slow on a crowded machine
 def test_dbt_ends_with_a_killed_worker_and_with_a_terminated_run_and_the_next_run_loads_all(
     stack, big_ratings, record_property
 ):

@@ -296,7 +296,7 @@ def test_a_dbt_model_page_shows_its_row_count_and_documented_columns(sample_buil
     columns = dbt_columns_of(MODEL_UID)
     assert columns, f"the manifest documents no columns of {MODEL}"
     page.set_viewport_size({"width": 1440, "height": 1400})  # row count and columns in one shot
-    open_page(page, sample_built, f"/assets/{MODEL}", "Row count")
+    open_page(page, sample_built, f"/assets/facts/{MODEL}", "Row count")
     expect(page.get_by_text(f"{len(distinct_pairs):,}", exact=True).first).to_be_visible()
     expect(page.get_by_text("Columns", exact=True).first).to_be_visible()
     for column in columns:
@@ -307,7 +307,7 @@ def test_a_dbt_model_page_shows_its_row_count_and_documented_columns(sample_buil
 def test_the_checks_tab_shows_every_dbt_test_of_the_model_passed(sample_built, page):
     tests = dbt_tests_of(MODEL_UID)
     assert BAD_CHECK in tests and len(tests) >= 5, tests
-    open_page(page, sample_built, f"/assets/{MODEL}?view=checks", f"Checks ({len(tests)})")
+    open_page(page, sample_built, f"/assets/facts/{MODEL}?view=checks", f"Checks ({len(tests)})")
     assert check_statuses(page, tests) == dict.fromkeys(tests, "Succeeded")
     screenshot(page, "checks-passed")
 
@@ -325,7 +325,7 @@ def test_a_rating_of_an_unknown_movie_shows_its_dbt_test_failed(sample_built, pa
     assert BAD_CHECK in sample_built.failures(runs[:1])
 
     tests = dbt_tests_of(MODEL_UID)
-    open_page(page, sample_built, f"/assets/{MODEL}?view=checks", f"Checks ({len(tests)})")
+    open_page(page, sample_built, f"/assets/facts/{MODEL}?view=checks", f"Checks ({len(tests)})")
     expected = {**dict.fromkeys(tests, "Succeeded"), BAD_CHECK: "Failed"}
     assert check_statuses(page, tests) == expected
 

@@ -20,7 +20,7 @@ import duckdb
 import pytest
 
 from movielens_assets.datasets import DATASETS
-from movielens_assets.defs.raw.assets import build_raw_assets, raw_key
+from movielens_assets.defs.raw.assets import build_raw_assets
 from movielens_assets.defs.raw.checks import (
     NO_REJECTED_FILES,
     ROWS_MATCH_LEDGER,
@@ -29,6 +29,7 @@ from movielens_assets.defs.raw.checks import (
     rejections_sql,
 )
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import ConfigurationError, Settings
 from movielens_assets.warehouse.base import VALUE_RULES, BadFileError, ValueRule, on_error_from_env

@@ -3,6 +3,7 @@
 import json
 import re
 import subprocess
+import sys
 
 import dagster as dg
 import pytest
@@ -30,7 +31,7 @@ def manifest() -> dict:
 
 def test_every_dataset_has_a_landing_and_a_raw_asset_in_its_group(graph):
     for dataset in DATASETS:
-        landing = graph.get(dg.AssetKey(["s3", dataset]))
+        landing = graph.get(dg.AssetKey(["landing", dataset]))
         raw = graph.get(dg.AssetKey(["raw", f"raw_{dataset}"]))
         assert landing.group_name == "landing" and "s3" in landing.kinds
         assert raw.group_name == "raw" and "duckdb" in raw.kinds
@@ -45,11 +46,11 @@ def test_dbt_models_are_grouped_by_folder_and_staging_reads_the_raw_assets(graph
     }
     assert {"staging", "dimensions", "facts", "marts"} <= set(models.values())
     for name, folder in models.items():
-        assert graph.get(dg.AssetKey([name])).group_name == folder
-    assert graph.get(dg.AssetKey(["src_ratings"])).parent_keys == {
+        assert graph.get(dg.AssetKey([folder, name])).group_name == folder
+    assert graph.get(dg.AssetKey(["staging", "src_ratings"])).parent_keys == {
         dg.AssetKey(["raw", "raw_ratings"])
     }
-    assert graph.get(dg.AssetKey(["seed_movie_release_dates"])).group_name == "seeds"
+    assert graph.get(dg.AssetKey(["seeds", "seed_movie_release_dates"])).group_name == "seeds"
     assert graph.get(dg.AssetKey(["snapshots", "snap_tags"])).group_name == "snapshots"
 
 
@@ -59,11 +60,11 @@ def test_every_dbt_test_is_a_blocking_check_on_the_model_it_tests(graph, manifes
     check_keys = {key for key in graph.asset_check_keys if key.name not in raw_checks}
     assert len(check_keys) == len(tests)
     checks = {key.name: key.asset_key for key in check_keys}
-    assert checks["relevance_score_test"] == dg.AssetKey(["fct_genome_scores"])
+    assert checks["relevance_score_test"] == dg.AssetKey(["facts", "fct_genome_scores"])
     relationship = next(
         name for name in checks if name.startswith("relationships_fct_ratings_movie")
     )
-    assert checks[relationship] == dg.AssetKey(["fct_ratings"])
+    assert checks[relationship] == dg.AssetKey(["facts", "fct_ratings"])
     severity = {node["name"]: node["config"]["severity"].lower() for node in tests}
     assert {key.name: graph.get_check_spec(key).blocking for key in check_keys} == {
         name: level == "error" for name, level in severity.items()
@@ -79,14 +80,32 @@ def test_every_raw_asset_reports_dbt_source_freshness_as_a_non_blocking_check(gr
     assert not any(graph.get_check_spec(key).blocking for key in freshness)
 
 
-def test_raw_assets_and_marts_carry_freshness_policies(graph):
-    assert graph.get(dg.AssetKey(["raw", "raw_ratings"])).freshness_policy is not None
-    assert graph.get(dg.AssetKey(["mart_movie_ratings"])).freshness_policy is not None
-    assert graph.get(dg.AssetKey(["fct_ratings"])).freshness_policy is None
+def hours(window) -> float:
+    return (window.days * 86400 + window.seconds) / 3600
+
+
+def test_raw_assets_and_marts_carry_the_freshness_windows_the_dbt_project_declares(graph):
+    """One declaration: the dbt source's freshness for RAW, the marts folder's meta.freshness
+    (read here from the YAML files themselves, not through the code under test)."""
+    project = movielens_project.project_dir
+    sources = yaml.safe_load((project / "models/staging/_sources.yml").read_text())
+    raw_windows = sources["sources"][0]["config"]["freshness"]
+    marts = yaml.safe_load((project / "dbt_project.yml").read_text())["models"]["movielens_dbt"]
+    marts_windows = marts["marts"]["+meta"]["freshness"]
+    for key, windows in [
+        (dg.AssetKey(["raw", "raw_ratings"]), raw_windows),
+        (dg.AssetKey(["raw", "raw_genome_scores"]), raw_windows),
+        (dg.AssetKey(["marts", "mart_movie_ratings"]), marts_windows),
+    ]:
+        policy = graph.get(key).freshness_policy
+        assert windows["warn_after"]["period"] == windows["error_after"]["period"] == "hour"
+        assert hours(policy.warn_window) == windows["warn_after"]["count"]
+        assert hours(policy.fail_window) == windows["error_after"]["count"]
+    assert graph.get(dg.AssetKey(["facts", "fct_ratings"])).freshness_policy is None
 
 
 def test_dbt_asset_pages_link_to_the_dbt_docs(graph):
-    link = graph.get(dg.AssetKey(["dim_movies"])).metadata["dbt_docs"]
+    link = graph.get(dg.AssetKey(["dimensions", "dim_movies"])).metadata["dbt_docs"]
     assert link.url == "http://127.0.0.1:8080/#!/model/model.movielens_dbt.dim_movies"
 
 
@@ -141,4 +160,19 @@ def test_the_dbt_resource_knows_the_version_the_dbt_executable_reports():
     ).stdout
     installed = re.search(r"installed:\s*(\d+\.\d+\.\d+)", reported)
     assert installed, reported
-    assert str(dbt._cli_version) == installed.group(1)
+    assert str(dbt._cli_version) == installed.group(1)  # lib/dagster_internals.py
+
+
+def test_loading_the_code_location_imports_no_tooling():
+    """Loaded as Dagster loads it, in a fresh process: no module of ``movielens_assets.tools``."""
+    code = (
+        "import sys\n"
+        "from movielens_assets.definitions import defs\n"
+        "assert defs().resolve_asset_graph()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('movielens_assets.')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "movielens_assets.defs.dbt.assets" in loaded
+    assert "movielens_assets.tools" not in loaded

@@ -7,8 +7,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from movielens_assets.defs.raw.assets import build_raw_assets, raw_key
+from movielens_assets.defs.raw.assets import build_raw_assets
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets.lib.progress import ProgressThrottle
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import Settings

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 import duckdb
 
-from movielens_assets.defs.raw.assets import raw_key
+from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets_tests.integration.test_sensors import LandingSensor, sensor  # noqa: F401 (a fixture)
 
 FILES = 2_000

@@ -32,7 +32,8 @@ import dagster as dg
 import pytest
 
 from movielens_assets.datasets import DATASETS
-from movielens_assets.defs.raw.assets import build_raw_assets, raw_key
+from movielens_assets.defs.raw.assets import build_raw_assets
+from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets.lib.redact import RedactedError
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import PROJECT_ROOT, Settings

@@ -205,11 +205,13 @@ def test_a_row_violating_a_dbt_test_fails_its_check_and_blocks_downstream(tmp_pa
     assert result.returncode != 0
     summary = json.loads((tmp_path / "s.json").read_text())
     failed = summary["checks"]["failed_names"]
-    assert any(name.startswith("fct_ratings:relationships_fct_ratings_movie_id") for name in failed)
+    assert any(
+        name.startswith("facts/fct_ratings:relationships_fct_ratings_movie_id") for name in failed
+    )
     assert "relationships_fct_ratings_movie_id" in result.stdout
     status = {asset["key"]: asset["status"] for asset in summary["assets"]}
-    assert status["dim_movies"] == "materialized"
-    assert status["mart_movie_ratings"] == "not materialized"
+    assert status["dimensions/dim_movies"] == "materialized"
+    assert status["marts/mart_movie_ratings"] == "not materialized"
     assert query(home, "select count(*) from raw.raw_ratings where movieId = 999999") == [(1,)]
     # the failed check shows the offending row: one row, holding the unknown movie id
     check = check_metadata(home, summary["run_id"], "relationships_fct_ratings_movie_id")
@@ -254,7 +256,7 @@ def check_metadata(home: Path, run_id: str, check_prefix: str) -> dict:
 def test_asset_pages_carry_columns_a_rating_chart_and_a_top_movies_preview(first_run):
     home, summary, _ = first_run
     ratings = csv_rows(sample_file(home, "ratings"))
-    fct = run_metadata(home, summary["run_id"], "fct_ratings")
+    fct = run_metadata(home, summary["run_id"], "facts", "fct_ratings")
     columns = [column.name for column in fct["dagster/column_schema"].value.columns]
     assert columns == ["user_id", "movie_id", "rating", "rated_at", "_loaded_at"]
     chart = fct["rating_distribution"].value
@@ -272,6 +274,6 @@ def test_asset_pages_carry_columns_a_rating_chart_and_a_top_movies_preview(first
         for movie_id, values in by_movie.items()
         if len(values) > 100
     )[:10]
-    preview = run_metadata(home, summary["run_id"], "mart_movie_ratings")["top_movies"]
+    preview = run_metadata(home, summary["run_id"], "marts", "mart_movie_ratings")["top_movies"]
     titles_shown = [record.data["movie_title"] for record in preview.value.records]
     assert titles_shown == [title for _, title in best]

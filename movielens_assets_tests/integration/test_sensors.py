@@ -13,10 +13,9 @@ from movielens_assets.defs.automation.sensors import (
     build_s3_landing_sensor,
     raw_and_downstream_job,
     raw_and_downstream_keys,
-    sensor_default_status,
-    sensor_interval,
 )
-from movielens_assets.defs.raw.assets import build_raw_assets, raw_key
+from movielens_assets.defs.raw.assets import build_raw_assets
+from movielens_assets.lib.asset_keys import landing_key, raw_key
 from movielens_assets.lib.cursor import CursorError, LandingCursor, diff_listing, run_key_for
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.resources import LandingBucket
@@ -53,7 +52,7 @@ class LandingSensor:
 
     def __init__(self, landing: LandingBucket, tmp_path) -> None:
         self.landing = landing
-        self.sensor = build_s3_landing_sensor(Settings.from_env({}), environ={})
+        self.sensor = build_s3_landing_sensor(Settings.from_env({}))
         self.defs = dg.Definitions(
             assets=[
                 build_raw_assets(Settings.from_env({})),
@@ -199,13 +198,13 @@ def test_new_files_are_reported_on_their_landing_assets_with_their_names_and_byt
 
     client = sensor.landing.get_client()
     events = {event.asset_key: event for event in first.asset_events}
-    assert set(events) == {dg.AssetKey(["s3", "ratings"]), dg.AssetKey(["s3", "tags"])}
+    assert set(events) == {landing_key("ratings"), landing_key("tags")}
     for dataset in ("ratings", "tags"):
         prefix = f"landing/{dataset}/"
         listed = client.list_objects_v2(Bucket=sensor.landing.bucket, Prefix=prefix)["Contents"]
         data = [item for item in listed if item["Key"].endswith(".csv")]
-        metadata = events[dg.AssetKey(["s3", dataset])].metadata
-        assert isinstance(events[dg.AssetKey(["s3", dataset])], dg.AssetMaterialization)
+        metadata = events[landing_key(dataset)].metadata
+        assert isinstance(events[landing_key(dataset)], dg.AssetMaterialization)
         assert sorted(metadata["files"].value) == sorted(
             item["Key"].removeprefix(prefix) for item in data
         )
@@ -215,11 +214,7 @@ def test_new_files_are_reported_on_their_landing_assets_with_their_names_and_byt
         newest = max(data, key=lambda item: item["LastModified"])
         assert [i for i in data if i["LastModified"] == newest["LastModified"]] == [newest]
         assert metadata["newest_key"].value == newest["Key"]
-    assert (
-        events[dg.AssetKey(["s3", "ratings"])]
-        .metadata["newest_key"]
-        .value.endswith("ratings-a.csv")
-    )
+    assert events[landing_key("ratings")].metadata["newest_key"].value.endswith("ratings-a.csv")
     assert again.asset_events == []
 
 
@@ -430,15 +425,15 @@ def test_the_cursor_costs_about_eleven_characters_per_object(objects):
 def test_the_sensor_runs_by_default_locally_and_waits_against_aws(target, override, expected):
     environ = {"MOVIELENS_SENSOR_DEFAULT": override} if override else {}
 
-    assert sensor_default_status(target, environ) == expected
-    settings = Settings.from_env({"MOVIELENS_TARGET": target})
-    assert build_s3_landing_sensor(settings, environ).default_status == expected
+    settings = Settings.from_env({"MOVIELENS_TARGET": target, **environ})
+    assert settings.sensor_running == (expected == dg.DefaultSensorStatus.RUNNING)
+    assert build_s3_landing_sensor(settings).default_status == expected
 
 
 def test_the_interval_defaults_to_thirty_seconds_and_follows_the_environment():
-    assert sensor_interval({}) == 30
-    assert sensor_interval({"MOVIELENS_SENSOR_INTERVAL": "5"}) == 5
-    sensor = build_s3_landing_sensor(Settings.from_env({}), {"MOVIELENS_SENSOR_INTERVAL": "90"})
+    assert Settings.from_env({}).sensor_interval == 30
+    assert Settings.from_env({"MOVIELENS_SENSOR_INTERVAL": "5"}).sensor_interval == 5
+    sensor = build_s3_landing_sensor(Settings.from_env({"MOVIELENS_SENSOR_INTERVAL": "90"}))
     assert sensor.minimum_interval_seconds == 90
     assert sensor.name == "s3_landing_sensor"
 
@@ -449,7 +444,7 @@ def test_the_interval_defaults_to_thirty_seconds_and_follows_the_environment():
 )
 def test_a_bad_sensor_setting_names_the_variable(environ):
     with pytest.raises(ConfigurationError, match=next(iter(environ))):
-        build_s3_landing_sensor(Settings.from_env({}), environ)
+        Settings.from_env(environ)
 
 
 def test_a_run_also_builds_what_its_checks_read_when_that_is_elsewhere_in_the_graph(tmp_path):

@@ -22,7 +22,8 @@ def test_the_environment_overrides_every_default(tmp_path: Path):
             "MOVIELENS_S3_BUCKET": "my-bucket",
             "MOVIELENS_S3_PREFIX": "/incoming/",
             "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
-            "MOVIELENS_RAW_FRESHNESS_HOURS": "1,2.5",
+            "MOVIELENS_DATA_DIR": str(tmp_path / "data"),
+            "MOVIELENS_SENSOR_INTERVAL": "7",
         }
     )
     assert settings.home == tmp_path
@@ -30,15 +31,17 @@ def test_the_environment_overrides_every_default(tmp_path: Path):
     assert (settings.target, settings.warehouse_kind) == ("prod", "snowflake")
     assert (settings.bucket, settings.prefix) == ("my-bucket", "incoming")
     assert settings.s3_endpoint == "http://127.0.0.1:9"
-    assert settings.raw_freshness_hours == (1.0, 2.5)
+    assert settings.data_dir == tmp_path / "data"
+    assert settings.sample_dir == tmp_path / "sample" / "ml-latest-small"
+    assert (settings.sensor_interval, settings.sensor_running) == (7, False)
 
 
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
         ("MOVIELENS_TARGET", "staging", "not one of local, prod"),
-        ("MOVIELENS_MARTS_FRESHNESS_HOURS", "soon", "two numbers of hours"),
-        ("MOVIELENS_MARTS_FRESHNESS_HOURS", "48,24", "warn <= fail"),
+        ("MOVIELENS_SENSOR_INTERVAL", "0", "whole number of seconds >= 1"),
+        ("MOVIELENS_SENSOR_DEFAULT", "paused", "not 'running' or 'stopped'"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(name, value, message):

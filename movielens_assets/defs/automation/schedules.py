@@ -3,7 +3,7 @@
 import dagster as dg
 
 from movielens_assets.datasets import DATASETS
-from movielens_assets.defs.raw.assets import raw_key
+from movielens_assets.lib.asset_keys import raw_key
 
 pipeline_job = dg.define_asset_job(
     "movielens_pipeline",

@@ -11,7 +11,6 @@ shows them.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from itertools import chain
 
@@ -20,56 +19,19 @@ from botocore.exceptions import ClientError
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.defs.automation.schedules import raw_and_downstream, raw_and_downstream_job
-from movielens_assets.defs.landing.assets import landing_key
-from movielens_assets.defs.raw.assets import raw_key
+from movielens_assets.lib.asset_keys import landing_key, raw_key
 from movielens_assets.lib.cursor import LandingCursor, diff_listing, run_key_for
 from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.resources import LandingBucket
-from movielens_assets.settings import ConfigurationError, Settings
+from movielens_assets.settings import Settings
 
 SENSOR_NAME = "s3_landing_sensor"
-INTERVAL_VARIABLE = "MOVIELENS_SENSOR_INTERVAL"
-DEFAULT_STATUS_VARIABLE = "MOVIELENS_SENSOR_DEFAULT"
-DEFAULT_INTERVAL_SECONDS = 30
 TAG_PREFIX = "movielens"
 
 
 class MissingCodeLocationError(RuntimeError):
     """The sensor was evaluated without the definitions it belongs to."""
-
-
-def sensor_interval(environ: Mapping[str, str] | None = None) -> int:
-    """Seconds between ticks: ``MOVIELENS_SENSOR_INTERVAL``, default 30."""
-    env = os.environ if environ is None else environ
-    value = (env.get(INTERVAL_VARIABLE) or "").strip()
-    if not value:
-        return DEFAULT_INTERVAL_SECONDS
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigurationError(
-            f"{INTERVAL_VARIABLE}={value!r} is not a whole number of seconds >= 1; "
-            f"unset it for the default ({DEFAULT_INTERVAL_SECONDS})."
-        )
-    return int(value)
-
-
-def sensor_default_status(
-    target: str, environ: Mapping[str, str] | None = None
-) -> dg.DefaultSensorStatus:
-    """RUNNING on the embedded default, STOPPED against real AWS, unless overridden.
-
-    ``MOVIELENS_SENSOR_DEFAULT=running|stopped`` overrides the choice made from the target.
-    """
-    env = os.environ if environ is None else environ
-    value = (env.get(DEFAULT_STATUS_VARIABLE) or "").strip().lower()
-    if not value:
-        value = "stopped" if target == "prod" else "running"
-    if value not in ("running", "stopped"):
-        raise ConfigurationError(
-            f"{DEFAULT_STATUS_VARIABLE}={value!r} is not 'running' or 'stopped'; unset it to "
-            "start the sensor by default locally and leave it stopped against AWS."
-        )
-    return dg.DefaultSensorStatus.RUNNING if value == "running" else dg.DefaultSensorStatus.STOPPED
 
 
 def run_tags(new_by_dataset: Mapping[str, Sequence[S3Object]]) -> dict[str, str]:
@@ -186,16 +148,16 @@ def evaluate_landing(context: dg.SensorEvaluationContext, s3: LandingBucket) -> 
     )
 
 
-def build_s3_landing_sensor(
-    settings: Settings, environ: Mapping[str, str] | None = None
-) -> dg.SensorDefinition:
-    """The S3 landing sensor, its interval and default status read from ``environ``."""
+def build_s3_landing_sensor(settings: Settings) -> dg.SensorDefinition:
+    """The S3 landing sensor, its interval and default status from ``settings``."""
 
     @dg.sensor(
         name=SENSOR_NAME,
         job=raw_and_downstream_job,
-        minimum_interval_seconds=sensor_interval(environ),
-        default_status=sensor_default_status(settings.target, environ),
+        minimum_interval_seconds=settings.sensor_interval,
+        default_status=dg.DefaultSensorStatus.RUNNING
+        if settings.sensor_running
+        else dg.DefaultSensorStatus.STOPPED,
     )
     def s3_landing_sensor(
         context: dg.SensorEvaluationContext, s3: LandingBucket

@@ -1,26 +1,28 @@
 """The dbt project ``movielens_dbt`` as assets: staging, dimensions, facts, marts, seed, snapshot.
 
 Every dbt test becomes an asset check on the model it tests (blocking: a failed test skips the
-models downstream of it). dbt sources map onto the ``raw/raw_<dataset>`` assets.
+models downstream of it). dbt sources map onto the ``raw/raw_<dataset>`` assets; keys,
+groups and freshness come from ``translator.py``.
 """
 
 import os
 import signal
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DbtCliResource, dbt_assets
 from dagster_dbt.core.dbt_event_iterator import DbtEventIterator
 from pydantic import Field
 
 from movielens_assets.defs.dbt.failing_rows import with_failing_rows
 from movielens_assets.defs.dbt.metadata import load_watermark, model_metadata, model_relations
+from movielens_assets.defs.dbt.translator import MovielensTranslator
 from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.lib.tether import DBT_STOP_GRACE_SECONDS
 from movielens_assets.project import keep_parse_state, movielens_project
-from movielens_assets.settings import Settings, freshness_policy
+from movielens_assets.settings import Settings
 from movielens_assets.warehouse.base import Warehouse
 
 DBT_STOP_SECONDS = DBT_STOP_GRACE_SECONDS + 5
@@ -34,67 +36,6 @@ class DbtBuildConfig(dg.Config):
         default=False,
         description="Rebuild incremental models and seeds from scratch (dbt --full-refresh).",
     )
-
-
-class MovielensTranslator(DagsterDbtTranslator):
-    """Maps sources onto the RAW assets, groups models by folder, sets the marts' freshness."""
-
-    def __init__(self, settings: Settings) -> None:
-        super().__init__()
-        self._marts_freshness = freshness_policy(settings.marts_freshness_hours)
-        self._docs_url = settings.dbt_docs_url.rstrip("/")
-
-    def get_asset_spec(
-        self, manifest: Mapping[str, Any], unique_id: str, project: DbtProject | None
-    ) -> dg.AssetSpec:
-        """The default spec, plus a freshness policy on the marts."""
-        spec = super().get_asset_spec(manifest, unique_id, project)
-        if spec.group_name == "marts":
-            spec = spec.replace_attributes(freshness_policy=self._marts_freshness)
-        return spec
-
-    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        """``source('raw', 'raw_movies')`` is the ``raw/raw_movies`` asset."""
-        if dbt_resource_props["resource_type"] == "source":
-            return dg.AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
-        return super().get_asset_key(dbt_resource_props)
-
-    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
-        """``staging``, ``dimensions``, ``facts``, ``marts`` by folder; ``seeds``, ``snapshots``."""
-        resource_type = dbt_resource_props["resource_type"]
-        if resource_type in ("seed", "snapshot"):
-            return f"{resource_type}s"
-        fqn = dbt_resource_props["fqn"]
-        return fqn[1] if len(fqn) > 2 else "models"
-
-    def get_metadata(self, dbt_resource_props: Mapping[str, Any]) -> Mapping[str, Any]:
-        """dagster-dbt's metadata plus a link to the resource in the dbt docs."""
-        unique_id = dbt_resource_props["unique_id"]
-        page = f"{self._docs_url}/#!/{dbt_resource_props['resource_type']}/{unique_id}"
-        return {**super().get_metadata(dbt_resource_props), "dbt_docs": dg.MetadataValue.url(page)}
-
-    def get_owners(self, dbt_resource_props: Mapping[str, Any]) -> list[str]:
-        """dbt ``meta.owner`` if set, otherwise the analytics team."""
-        owner = dbt_resource_props.get("meta", {}).get("owner")
-        return [owner] if owner else ["team:analytics-engineering"]
-
-    def get_asset_check_spec(
-        self,
-        asset_spec: dg.AssetSpec,
-        manifest: Mapping[str, Any],
-        unique_id: str,
-        project: DbtProject | None,
-    ) -> dg.AssetCheckSpec | None:
-        """The default check, described by the test's dbt ``description``.
-
-        dagster-dbt reads only ``meta.description``; the YAML uses dbt's own ``description``
-        property of data tests, which the dbt docs show too.
-        """
-        spec = super().get_asset_check_spec(asset_spec, manifest, unique_id, project)
-        description = manifest["nodes"].get(unique_id, {}).get("description")
-        if spec is None or spec.description or not description:
-            return spec
-        return spec._replace(description=description)
 
 
 def stop_dbt(process: subprocess.Popen, timeout: float = DBT_STOP_SECONDS) -> None:
@@ -127,7 +68,7 @@ def stopped_early(context: dg.AssetExecutionContext, streamed: list[Any]) -> Ite
 
 
 def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
-    """The dbt project's assets, with the marts' freshness policy."""
+    """The dbt project's assets."""
 
     @dbt_assets(
         manifest=movielens_project.manifest_path,
@@ -143,14 +84,16 @@ def build_dbt_assets(settings: Settings) -> dg.AssetsDefinition:
         """``dbt build`` of the selected models, seed, snapshot and tests."""
         # dbt's errors and the warehouse's are stored with the run: no password in them.
         with redacted_errors():
-            os.environ.update(warehouse.dbt_env(context.run_id))
+            os.environ.update(warehouse.dbt_env(context.run.run_id))
             relations = model_relations(context)
             watermarks = {
                 key: load_watermark(warehouse, relation)
                 for key, relation in relations.items()
                 if relation.incremental
             }
-            args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
+            # dbt unit tests are a development check (movielens_assets_tests runs them).
+            args = ["build", "--exclude-resource-type", "unit_test"]
+            args += ["--full-refresh"] if config.full_refresh else []
             # Buffered: on DuckDB, metadata can only be read once dbt has let go of the file. A
             # failed dbt test fails the step after the events of everything dbt did: yield
             # those first, so the run still shows what was built and which checks failed.

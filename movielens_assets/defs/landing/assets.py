@@ -14,6 +14,7 @@ from pydantic import Field
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
+from movielens_assets.lib.asset_keys import landing_key
 from movielens_assets.lib.local_files import LocalFile, count_data_rows, find_local_files
 from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.resources import LandingBucket
@@ -48,11 +49,6 @@ class LandingConfig(dg.Config):
                 "config) to a folder of MovieLens CSV files."
             )
         return chosen
-
-
-def landing_key(dataset: str) -> dg.AssetKey:
-    """``s3/<dataset>``."""
-    return dg.AssetKey(["s3", dataset])
 
 
 def upload_dataset(s3: LandingBucket, client, files: list[LocalFile]) -> dict[str, int]:  # noqa: ANN001

@@ -4,21 +4,19 @@ The datasets load in parallel threads of one step: on DuckDB only one process ma
 file, and on Snowflake the COPY statements run in the warehouse anyway.
 """
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
 from movielens_assets.datasets import DATASETS
-from movielens_assets.defs.landing.assets import landing_key
+from movielens_assets.lib.asset_keys import landing_key, raw_key
+from movielens_assets.lib.freshness import freshness_policy, source_freshness_config
 from movielens_assets.lib.redact import RedactedLog, redact_json, redacted_errors
+from movielens_assets.project import movielens_project
 from movielens_assets.resources import LandingBucket
-from movielens_assets.settings import Settings, freshness_policy
+from movielens_assets.settings import Settings
 from movielens_assets.warehouse.base import LoadError, LoadReport, Warehouse
-
-
-def raw_key(dataset: str) -> dg.AssetKey:
-    """``raw/raw_<dataset>``: the key dbt's ``source('raw', 'raw_<dataset>')`` maps onto."""
-    return dg.AssetKey(["raw", f"raw_{dataset}"])
 
 
 def raw_metadata(report: LoadReport, uri: str) -> dict[str, object]:
@@ -45,7 +43,12 @@ def raw_metadata(report: LoadReport, uri: str) -> dict[str, object]:
 
 
 def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
-    """The RAW multi-asset, tagged with the warehouse's kind, with RAW's freshness policy."""
+    """The RAW multi-asset, tagged with the warehouse's kind.
+
+    Each table's freshness policy follows the dbt source's ``freshness`` windows, the one place
+    they are declared (``lib/freshness.py``).
+    """
+    sources = source_freshness_config(json.loads(movielens_project.manifest_path.read_text()))
 
     @dg.multi_asset(
         name="raw_tables",
@@ -62,7 +65,7 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
                 owners=["team:data-engineering"],
                 skippable=True,
                 metadata={"dagster/table_name": f"raw.raw_{name}"},
-                freshness_policy=freshness_policy(settings.raw_freshness_hours),
+                freshness_policy=freshness_policy(sources.get(f"raw_{name}", {}).get("freshness")),
             )
             for name, dataset in DATASETS.items()
         ],
@@ -79,7 +82,7 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
             def load(dataset: str) -> LoadReport:
                 objects = s3.list_dataset(dataset, client)
                 return warehouse.load_dataset(
-                    dataset, objects, client, s3.bucket, context.run_id, log
+                    dataset, objects, client, s3.bucket, context.run.run_id, log
                 )
 
             failures: list[str] = []

@@ -19,7 +19,7 @@ from typing import Any
 import dagster as dg
 
 from movielens_assets.datasets import DATASETS, LEDGER_TABLE
-from movielens_assets.defs.raw.assets import raw_key
+from movielens_assets.lib.asset_keys import raw_key
 from movielens_assets.warehouse.base import REJECTIONS_TABLE, Warehouse
 
 NO_REJECTED_FILES = "no_rejected_files"

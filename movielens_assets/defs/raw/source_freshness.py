@@ -15,32 +15,12 @@ from typing import Any
 import dagster as dg
 
 from movielens_assets.datasets import DATASETS
-from movielens_assets.defs.raw.assets import raw_key
+from movielens_assets.lib.asset_keys import raw_key
+from movielens_assets.lib.freshness import source_freshness_config, window
 from movielens_assets.project import movielens_project
 from movielens_assets.warehouse.base import Warehouse
 
 CHECK_NAME = "dbt_source_freshness"
-PERIODS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1), "day": timedelta(days=1)}
-
-
-def source_freshness_config(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each source table's schema, identifier, ``loaded_at_field`` and freshness windows."""
-    return {
-        source["name"]: {
-            "schema": source["schema"],
-            "identifier": source["identifier"],
-            "loaded_at_field": source["loaded_at_field"],
-            "freshness": source.get("freshness") or {},
-        }
-        for source in manifest["sources"].values()
-    }
-
-
-def window(criterion: Mapping[str, Any] | None) -> timedelta | None:
-    """dbt's ``{count: 24, period: hour}`` as a timedelta; None when not set."""
-    if not criterion or criterion.get("count") is None:
-        return None
-    return criterion["count"] * PERIODS[criterion["period"]]
 
 
 def freshness_status(age: timedelta, freshness: Mapping[str, Any]) -> str:
