@@ -55,17 +55,29 @@ class LandingBucket(S3Resource):
         return [obj for obj in objects if self.is_data_file(obj.key)]
 
 
-DBT_BESIDE_PYTHON = Path(sys.executable).parent / "dbt"
-"""The dbt installed beside this Python (the venv's), used when it exists."""
+DBT_LAUNCHER = Path(sys.executable).parent / "movielens-dbt"
+"""dbt as dagster-dbt runs it: the ``movielens-dbt`` console script installed beside this Python
+(``lib/tether.py``), which runs the venv's dbt tied to the run worker: a worker that dies (even
+by SIGKILL) takes its dbt with it."""
+
+
+class DbtLauncherMissingError(RuntimeError):
+    """The package is installed without its ``movielens-dbt`` script (an old install)."""
 
 
 def dbt_resource(settings: Settings) -> DbtCliResource:
-    """dbt through dagster-dbt, using the dbt installed beside this Python (the venv's)."""
+    """dbt through dagster-dbt, run by ``movielens-dbt`` so that it ends with its run."""
+    if not DBT_LAUNCHER.exists():
+        raise DbtLauncherMissingError(
+            f"{DBT_LAUNCHER} is missing: reinstall the project (`make install`, or "
+            "`pip install -e .`) so that dbt runs tied to its run worker."
+        )
     return DbtCliWithInstalledVersion(
         project_dir=movielens_project,
         target=settings.target,
-        dbt_executable=str(DBT_BESIDE_PYTHON) if DBT_BESIDE_PYTHON.exists() else "dbt",
-        installed_dbt=str(DBT_BESIDE_PYTHON),
+        dbt_executable=str(DBT_LAUNCHER),
+        # movielens-dbt runs the dbt-core installed here: its version is the package's
+        installed_dbt=str(DBT_LAUNCHER),
     )
 
 

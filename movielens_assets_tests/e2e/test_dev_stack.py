@@ -75,8 +75,10 @@ after the model's materialization)."""
 
 
 class Stack:
-    def __init__(self, home: Path, port: int, env: dict[str, str]) -> None:
-        self.home, self.port, self.env = home, port, env
+    def __init__(
+        self, home: Path, port: int, env: dict[str, str], process: subprocess.Popen | None = None
+    ) -> None:
+        self.home, self.port, self.env, self.process = home, port, env, process
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -149,18 +151,20 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_stack(home: Path, settings: dict[str, str], ready_timeout: float) -> Iterator[Stack]:
-    """`movielens dev` on a free port with ``MOVIELENS_HOME=home`` and ``settings``, none of the
-    test process's own configuration (importing the dbt project sets MOVIELENS_DUCKDB_PATH);
-    stopped with its whole process group on exit."""
-    port = free_port()
+def running_stack(
+    home: Path, settings: dict[str, str], ready_timeout: float, port: int | None = None
+) -> Iterator[Stack]:
+    """`movielens dev` on ``port`` (default: a free one) with ``MOVIELENS_HOME=home`` and
+    ``settings``, none of the test process's own configuration (importing the dbt project sets
+    MOVIELENS_DUCKDB_PATH); stopped with its whole process group on exit (if still there)."""
+    port = port or free_port()
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
     }
     env.update({"MOVIELENS_HOME": str(home), **settings})
-    log = (home / "dev.log").open("w")
+    log = (home / "dev.log").open("a")
     process = subprocess.Popen(
         [sys.executable, "-m", "movielens_assets.tools.cli", "dev", "--port", str(port)],
         env=env,
@@ -168,7 +172,7 @@ def running_stack(home: Path, settings: dict[str, str], ready_timeout: float) ->
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    running = Stack(home, port, env)
+    running = Stack(home, port, env, process)
     deadline = time.monotonic() + ready_timeout
     try:
         while True:
@@ -183,7 +187,8 @@ def running_stack(home: Path, settings: dict[str, str], ready_timeout: float) ->
                 time.sleep(1)
         yield running
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # a test may have killed it
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -6,6 +6,8 @@ groups and freshness come from ``translator.py``.
 """
 
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,9 +22,13 @@ from movielens_assets.defs.dbt.retry import done_before, retry_args
 from movielens_assets.defs.dbt.translator import MovielensTranslator
 from movielens_assets.lib.dagster_internals import dbt_manifest_and_translator
 from movielens_assets.lib.redact import redacted_errors
+from movielens_assets.lib.tether import DBT_STOP_GRACE_SECONDS, end_with_spawning_process
 from movielens_assets.project import keep_parse_state, movielens_project
 from movielens_assets.settings import Settings
 from movielens_assets.warehouse.base import Warehouse
+
+DBT_STOP_SECONDS = DBT_STOP_GRACE_SECONDS + 5
+"""How long an interrupted dbt gets before the step kills it (``movielens-dbt`` acts sooner)."""
 
 
 class DbtBuildConfig(dg.Config):
@@ -31,6 +37,34 @@ class DbtBuildConfig(dg.Config):
     full_refresh: bool = Field(
         default=False,
         description="Rebuild incremental models and seeds from scratch (dbt --full-refresh).",
+    )
+
+
+def stop_dbt(process: subprocess.Popen, timeout: float = DBT_STOP_SECONDS) -> None:
+    """Interrupt dbt (it cancels its queries) unless it has ended; kill it after ``timeout``.
+
+    dagster-dbt forwards the run's interrupt itself when it arrives while it reads dbt's output,
+    and ``movielens-dbt`` kills a dbt that has not stopped seconds later; this covers an
+    interrupt that arrived anywhere else.
+    """
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def log_stopped_early(context: dg.AssetExecutionContext, built: list[str]) -> None:
+    """Say in the run's log what dbt built before it was stopped (its materializations were
+    streamed as dbt finished each model, so the run's record already holds them)."""
+    selected = len(context.selected_asset_keys)
+    names = [node.rsplit(".", 1)[-1] for node in built]
+    context.log.warning(
+        f"dbt was stopped before it finished: it built {len(built)} of {selected} selected "
+        f"assets before it stopped: {', '.join(names) or 'none'}."
     )
 
 
@@ -84,10 +118,19 @@ def build_dbt_assets(
                 *(["--full-refresh"] if config.full_refresh else []),
                 *retry_args(manifest, done, checks),
             ]
+            # A step process of the multiprocess executor ends with its run worker (and so
+            # does its dbt): see lib/tether.py.
+            end_with_spawning_process()
             invocation = dbt.cli(args, context=context, raise_on_error=False)
             live = LiveDbtEvents(invocation, context)
             try:
-                yield from live
+                try:
+                    yield from live
+                except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
+                    # The run is being terminated: dbt must stop now.
+                    stop_dbt(invocation.process)
+                    log_stopped_early(context, live.built)
+                    raise
             finally:
                 # dagster-dbt opens dbt's adapter in this process too; let it go of the
                 # warehouse so the next process (dbt compile, the next run) can open it.
