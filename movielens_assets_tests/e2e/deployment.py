@@ -93,10 +93,10 @@ def messages(port: int, run_id: str) -> list[tuple[float, str]]:
             return found
 
 
-def write_big_ratings(path: Path, rows: int) -> int:
-    """A ratings file of ``rows`` new (user, movie) pairs: users from 100,000 up (the sample has
-    610), the sample's movies (so every dbt relationship test holds). Returns the rows written,
-    counted back with Python's csv module."""
+def write_big_ratings(path: Path, rows: int, first_user: int = 100_000) -> int:
+    """A ratings file of ``rows`` new (user, movie) pairs: users from ``first_user`` up (the
+    sample has 610), the sample's movies (so every dbt relationship test holds). Returns the rows
+    written, counted back with Python's csv module."""
     with (SAMPLE / "movies.csv").open(newline="", encoding="utf-8") as handle:
         movies = [int(row["movieId"]) for row in csv.DictReader(handle)]
     with path.open("w", newline="") as handle:
@@ -105,7 +105,7 @@ def write_big_ratings(path: Path, rows: int) -> int:
         for number in range(rows):
             writer.writerow(
                 [
-                    100_000 + number // len(movies),
+                    first_user + number // len(movies),
                     movies[number % len(movies)],
                     (number % 10 + 1) / 2,
                     1_500_000_000 + number,

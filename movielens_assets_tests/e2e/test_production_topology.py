@@ -28,6 +28,8 @@ from movielens_assets.tools.local_s3 import LOCAL_CREDENTIALS
 from movielens_assets_tests.conftest import REPO, SAMPLE, csv_rows
 from movielens_assets_tests.e2e.deployment import (
     NOT_FINISHED,
+    WORKER_PID,
+    environ_of,
     graphql,
     kill_worker_mid_insert,
     messages,
@@ -35,11 +37,19 @@ from movielens_assets_tests.e2e.deployment import (
     wait_for,
     write_big_ratings,
 )
+from movielens_assets_tests.e2e.test_run_faults import (
+    descendants,
+    is_dbt_build,
+    processes,
+    seconds_until_gone,
+)
 from movielens_assets_tests.postgres_cluster import Cluster, free_port, throwaway_cluster
 
 pytestmark = pytest.mark.e2e
 
 BIG_ROWS = 4_000_000
+DBT_ROWS = 2_000_000
+"""Enough for dbt to work for seconds on fct_ratings, so the worker dies in the middle of it."""
 RUN_TIMEOUT = 600
 BIN = Path(sys.executable).parent
 
@@ -363,6 +373,65 @@ def test_a_worker_killed_mid_load_is_failed_then_retried_and_the_file_loads_once
         f"\n[timing] production topology: worker {pid} killed -> run FAILURE "
         f"{failed_after:.1f} s; -> RAW loaded by the retry {raw_at - killed_at:.1f} s; "
         f"-> retry SUCCESS (fct_ratings built) {retry['endTime'] - killed_at:.1f} s"
+    )
+
+
+def test_a_worker_killed_while_dbt_runs_takes_dbt_with_it_and_its_retry_builds_the_rest(
+    deployment: Deployment, tmp_path: Path
+):
+    """Issue 15 on this topology: the run worker (a child of the code server) is SIGKILLed once
+    its ``dbt build`` runs. Within 10 s no dbt of that run is left (``movielens-dbt`` ends it),
+    and the automatic retry finishes with every row of the file once in ``fct_ratings``."""
+    before = {run["runId"] for run in deployment.runs()}
+    [(facts_before,)] = deployment.warehouse("select count(*) from dev.fct_ratings")
+    big = tmp_path / "ratings-dbt.csv"
+    rows = write_big_ratings(big, DBT_ROWS, first_user=500_000)
+    key = "landing/ratings/ratings-dbt.csv"
+    deployment.land(big, "ratings")
+
+    def new_run() -> dict | None:
+        fresh = [run for run in deployment.runs() if run["runId"] not in before]
+        return fresh[0] if fresh else None
+
+    run = wait_for("the sensor's run of the file", new_run, RUN_TIMEOUT)
+
+    def dbt_running() -> tuple[int, list[int]] | None:
+        lines = [line for _, line in messages(deployment.port, run["runId"])]
+        workers = [int(found.group(1)) for line in lines if (found := WORKER_PID.search(line))]
+        if not workers:
+            return None
+        dbts = [proc.pid for proc in descendants(workers[0], processes()) if is_dbt_build(proc)]
+        return (workers[0], dbts) if dbts else None
+
+    worker, dbt_pids = wait_for("the run's dbt build", dbt_running, RUN_TIMEOUT, every=0.2)
+    home = environ_of(worker).get("MOVIELENS_HOME", "")
+    assert Path(home).resolve() == deployment.home.resolve(), f"pid {worker} is not ours"
+    os.kill(worker, signal.SIGKILL)
+    killed_at = time.time()
+    dbt_gone = seconds_until_gone(dbt_pids, timeout=10)
+    assert dbt_gone <= 10, f"dbt {dbt_pids} outlived its killed worker {worker}"
+
+    def retried() -> dict | None:
+        children = [r for r in deployment.runs() if r["parentRunId"] == run["runId"]]
+        return children[0] if children and children[0]["status"] not in NOT_FINISHED else None
+
+    retry = wait_for("the retry of the dead run to finish", retried, RUN_TIMEOUT)
+    wait_for("every run to finish", deployment.all_finished, RUN_TIMEOUT)
+    assert retry["status"] == "SUCCESS"
+    assert deployment.warehouse(
+        f"select count(*), sum(rows_loaded) from raw.load_ledger where s3_key = '{key}'"
+    ) == [(1, rows)]
+    assert deployment.warehouse(
+        f"select count(*) from raw.raw_ratings where _source_file = '{key}'"
+    ) == [(rows,)]
+    assert deployment.warehouse("select count(*) from dev.fct_ratings") == [(facts_before + rows,)]
+    assert deployment.warehouse(
+        "select count(*) from (select user_id, movie_id from dev.fct_ratings "
+        "group by user_id, movie_id having count(*) > 1)"
+    ) == [(0,)]
+    print(
+        f"\n[timing] production topology: worker {worker} killed while dbt ran -> dbt gone "
+        f"{dbt_gone:.3f} s; -> retry SUCCESS {retry['endTime'] - killed_at:.1f} s"
     )
 
 

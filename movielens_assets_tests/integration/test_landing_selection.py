@@ -15,7 +15,10 @@ from dbt.contracts.graph.manifest import Manifest
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.definitions import build_definitions
-from movielens_assets.defs.automation.sensors import raw_and_downstream_keys, with_what_checks_read
+from movielens_assets.defs.automation.selection import (
+    raw_and_downstream_keys,
+    with_what_checks_read,
+)
 from movielens_assets.project import DBT_PROJECT_DIR
 
 DBT_GROUPS = {"staging", "dimensions", "facts", "marts", "seeds", "snapshots"}

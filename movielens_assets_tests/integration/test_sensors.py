@@ -8,12 +8,12 @@ import dagster as dg
 import pytest
 
 from movielens_assets.datasets import DATASETS
-from movielens_assets.defs.automation.sensors import (
+from movielens_assets.defs.automation.schedules import raw_and_downstream_job
+from movielens_assets.defs.automation.selection import (
     MissingCodeLocationError,
-    build_s3_landing_sensor,
-    raw_and_downstream_job,
     raw_and_downstream_keys,
 )
+from movielens_assets.defs.automation.sensors import build_s3_landing_sensor
 from movielens_assets.defs.raw.assets import build_raw_assets
 from movielens_assets.lib.asset_keys import landing_key, raw_key
 from movielens_assets.lib.cursor import CursorError, LandingCursor, diff_listing, run_key_for

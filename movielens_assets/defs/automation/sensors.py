@@ -5,7 +5,8 @@ and lists the landing bucket within a budget of keys (``lib/landing_scan.py``), 
 both by object identity against the cursor (``lib/cursor.py``), and, when something is new, requests
 one run of ``raw_and_downstream_job`` restricted to the affected ``raw/raw_<dataset>`` assets
 and everything downstream of them. A burst of files is one run per tick, however many files.
-The tick also records a materialization of each affected ``s3/<dataset>`` landing asset: the
+What a run builds is ``selection.py``'s. The tick also records a materialization of each
+affected ``landing/<dataset>`` asset: the
 files arrived from outside Dagster (``movielens land``, another system), and the asset page
 shows them.
 """
@@ -13,8 +14,7 @@ shows them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
+from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any
 
@@ -22,11 +22,11 @@ import dagster as dg
 from botocore.exceptions import ClientError
 
 from movielens_assets.datasets import DATASETS
-from movielens_assets.defs.automation.schedules import raw_and_downstream, raw_and_downstream_job
+from movielens_assets.defs.automation.schedules import raw_and_downstream_job
+from movielens_assets.defs.automation.selection import raw_and_downstream_keys
 from movielens_assets.lib import sqs
-from movielens_assets.lib.asset_keys import landing_key, raw_key
+from movielens_assets.lib.asset_keys import landing_key
 from movielens_assets.lib.cursor import LandingCursor, PendingDelete, fingerprint, run_key_for
-from movielens_assets.lib.dagster_internals import resolve_selection
 from movielens_assets.lib.landing_scan import ListedPage, PageLister, TickScan
 from movielens_assets.lib.redact import redacted_errors
 from movielens_assets.lib.s3 import S3Object
@@ -36,10 +36,6 @@ from movielens_assets.settings import DEFAULT_HORIZON_SECONDS, DEFAULT_LISTING_B
 
 SENSOR_NAME = "s3_landing_sensor"
 TAG_PREFIX = "movielens"
-
-
-class MissingCodeLocationError(RuntimeError):
-    """The sensor was evaluated without the definitions it belongs to."""
 
 
 def run_tags(new_by_dataset: Mapping[str, Sequence[S3Object]]) -> dict[str, str]:
@@ -74,73 +70,6 @@ def landing_materialization(
             "newest_key": newest.key,
         },
     )
-
-
-def check_reads(spec: dg.AssetCheckSpec) -> set[dg.AssetKey]:
-    """Every asset a check reads: the asset it checks and its additional deps (a relationships
-    test reads the model it points at too)."""
-    return {spec.asset_key, *(dep.asset_key for dep in spec.additional_deps)}
-
-
-def with_what_checks_read(
-    keys: AbstractSet[dg.AssetKey],
-    check_specs: Iterable[dg.AssetCheckSpec],
-    assets_defs: Sequence[dg.AssetsDefinition],
-) -> set[dg.AssetKey]:
-    """``keys`` grown until every check that reads one of them reads only assets in it.
-
-    dbt runs a test when the run builds any model the test reads (dbt's default, eager indirect
-    selection, which dagster-dbt keeps when a run has all the checks of its assets). So both
-    sides of a check come along: the other side of a check on a built asset (``fct_ratings``'s
-    relationships test reads ``dim_movies``), and the checked asset of a check that reads a built
-    one (building ``dim_users`` runs ``fct_ratings``'s test too, so ``fct_ratings`` is built;
-    building ``dim_movies`` builds the seed its test reads). Each comes with what it needs
-    upstream, never the landing uploads. A check that failed for want of the other side is
-    checked again by the run that builds that side.
-    """
-    specs = list(check_specs)
-    grown = set(keys)
-    while True:
-        missing = set().union(
-            *(check_reads(spec) - grown for spec in specs if check_reads(spec) & grown)
-        )
-        upstream = dg.AssetSelection.assets(*missing).upstream() - dg.AssetSelection.groups(
-            "landing"
-        )
-        added = set(resolve_selection(upstream, assets_defs)) - grown if missing else set()
-        if not added:  # nothing missing, or only what a sensor run never builds (landing)
-            return grown
-        grown |= added
-
-
-def raw_and_downstream_keys(
-    context: dg.SensorEvaluationContext, datasets: Sequence[str]
-) -> list[dg.AssetKey]:
-    """The RAW assets of ``datasets``, every asset downstream of them, what those need, and both
-    sides of every check that reads any of them (``with_what_checks_read``).
-
-    A run request's ``asset_selection`` restricts the job to exactly the keys it names (with the
-    checks of those keys), so the closure is resolved here, on the code location's assets.
-    """
-    repository = context.repository_def
-    if repository is None:
-        raise MissingCodeLocationError(
-            f"{SENSOR_NAME} needs its code location to find what is downstream of the RAW "
-            "assets; in a test, build the context with "
-            "dg.build_sensor_context(..., definitions=<Definitions holding the sensor>)."
-        )
-    # One definition holds many keys (the dbt project): each definition once.
-    assets_defs = list({id(d): d for d in repository.assets_defs_by_key.values()}.values())
-    check_defs = {id(d): d for d in repository.asset_checks_defs_by_key.values()}.values()
-    check_specs = [spec for d in [*assets_defs, *check_defs] for spec in d.check_specs]
-    selected = resolve_selection(
-        raw_and_downstream([raw_key(name) for name in datasets]), assets_defs
-    )
-    in_job = resolve_selection(
-        raw_and_downstream([raw_key(name) for name in DATASETS]), assets_defs
-    )
-    keys = with_what_checks_read(selected, check_specs, assets_defs) & in_job
-    return sorted(keys, key=lambda key: list(key.path))
 
 
 RUN_KEY_TAG = "dagster/run_key"
