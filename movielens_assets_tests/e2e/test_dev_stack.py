@@ -99,7 +99,9 @@ class Stack:
         finished; return the runs."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ticks = self.graphql(TICKS_QUERY)["sensorOrError"]["sensorState"]["ticks"]
+            # Not a Sensor yet while the code location is still loading: keep polling.
+            sensor = self.graphql(TICKS_QUERY)["sensorOrError"]
+            ticks = sensor["sensorState"]["ticks"] if "sensorState" in sensor else []
             runs = self.runs()
             quiet = ticks and ticks[0]["status"] == "SKIPPED" and ticks[0]["timestamp"] > since
             if quiet and all(run["status"] in FINISHED for run in runs):

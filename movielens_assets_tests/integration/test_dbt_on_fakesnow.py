@@ -326,7 +326,7 @@ def test_a_second_run_keeps_dbts_partial_parse_and_each_run_tags_its_queries(
                 instance=instance,
                 resources={
                     "dbt": DbtCliResource(project_dir=movielens_project, target="prod"),
-                    "warehouse": FakesnowWarehouse.from_env(),
+                    "warehouse": FakesnowWarehouse.from_settings(Settings.from_env()),
                 },
             )
             assert result.success

@@ -73,7 +73,7 @@ def home(landing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         if path.exists():
             key = landing.dataset_prefix(dataset) + path.name
             s3lib.upload(client, path, landing.bucket, key)
-    warehouse = DuckDBWarehouse.from_env(home / "warehouse.duckdb")
+    warehouse = DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
     with dg.build_resources({"warehouse": warehouse}) as resources:
         resources.warehouse.ensure_raw_tables()
         for dataset in DATASETS:

@@ -126,8 +126,10 @@ def build_dbt_assets(
             try:
                 try:
                     yield from live
-                except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt):
-                    # The run is being terminated: dbt must stop now.
+                except (dg.DagsterExecutionInterruptedError, KeyboardInterrupt, GeneratorExit):
+                    # The run is being terminated: dbt must stop now. (The interrupt may reach
+                    # Dagster while it stores an event this step yielded: it then closes this
+                    # generator, GeneratorExit.)
                     stop_dbt(invocation.process)
                     log_stopped_early(context, live.built)
                     raise
