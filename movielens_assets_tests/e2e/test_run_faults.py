@@ -435,10 +435,9 @@ def test_dbt_ends_with_a_killed_worker_and_with_a_terminated_run_and_the_next_ru
         if event["__typename"] == "MaterializationEvent"
         and event["stepKey"] == "movielens_dbt_models"
     }
+    # (the materializations are streamed as dbt finishes each model: they are the record)
     built_by_dbt = set(DBT_BUILT.findall(compute_log(stack, second)))
     assert built_by_dbt and materialized == built_by_dbt
-    [stopped] = [e["message"] for e in events if "dbt was stopped" in (e.get("message") or "")]
-    assert all(name in stopped for name in built_by_dbt)
 
     # 3. the run after it succeeds: every landed rating once
     third = next_run(stack, second)
