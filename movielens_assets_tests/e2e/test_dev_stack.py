@@ -8,6 +8,7 @@ computed with Python's csv module.
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -90,6 +91,13 @@ class Stack:
             payload = json.loads(response.read())
         assert "errors" not in payload, payload
         return payload["data"]
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        """The S3 endpoint `movielens dev` announced in its log (None until it announced the UI)."""
+        log = self.home / "dev.log"
+        announced = re.search(r"UI on \S+, S3 at (\S+),", log.read_text(errors="replace"))
+        return announced.group(1) if announced else None
 
     def runs(self) -> list[dict]:
         return self.graphql(RUNS_QUERY)["runsOrError"]["results"]
@@ -177,16 +185,14 @@ def running_stack(
     running = Stack(home, port, env, process)
     deadline = time.monotonic() + ready_timeout
     try:
-        while True:
-            try:
-                running.graphql("{ version }")
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        "movielens dev did not serve the UI:\n" + (home / "dev.log").read_text()
-                    ) from None
-                time.sleep(1)
+        # Ready once movielens dev announced the UI (it does so after the webserver answers).
+        while running.s3_endpoint is None:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    "movielens dev did not serve the UI:\n" + (home / "dev.log").read_text()
+                )
+            time.sleep(1)
+        running.graphql("{ version }")
         yield running
     finally:
         with contextlib.suppress(ProcessLookupError):  # a test may have killed it

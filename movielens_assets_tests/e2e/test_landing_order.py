@@ -14,7 +14,6 @@ the warehouse equals the reference and what Python's csv module computes from th
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -132,11 +131,9 @@ def land_at_once(stack: Stack, batch: dict[str, Path]) -> None:
     """Upload a batch of files as ``movielens land`` does, one after the other from one client,
     so that they usually fall into one sensor tick (``movielens land`` costs seconds a file
     here)."""
-    endpoint = re.search(r"S3 at (\S+),", (stack.home / "dev.log").read_text())
-    assert endpoint, (stack.home / "dev.log").read_text()
     client = boto3.client(
         "s3",
-        endpoint_url=endpoint.group(1),
+        endpoint_url=stack.s3_endpoint,
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
