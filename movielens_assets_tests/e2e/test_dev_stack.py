@@ -77,9 +77,17 @@ after the model's materialization)."""
 
 class Stack:
     def __init__(
-        self, home: Path, port: int, env: dict[str, str], process: subprocess.Popen | None = None
+        self,
+        home: Path,
+        port: int,
+        env: dict[str, str],
+        process: subprocess.Popen | None = None,
+        log_start: int = 0,
     ) -> None:
+        """``log_start``: where this start's output begins in ``home/dev.log`` (a restart on the
+        same home appends to it)."""
         self.home, self.port, self.env, self.process = home, port, env, process
+        self.log_start = log_start
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
         request = urllib.request.Request(
@@ -95,8 +103,10 @@ class Stack:
     @property
     def s3_endpoint(self) -> str | None:
         """The S3 endpoint `movielens dev` announced in its log (None until it announced the UI)."""
-        log = self.home / "dev.log"
-        announced = re.search(r"UI on \S+, S3 at (\S+),", log.read_text(errors="replace"))
+        with (self.home / "dev.log").open("rb") as log:
+            log.seek(self.log_start)
+            output = log.read().decode(errors="replace")
+        announced = re.search(r"UI on \S+, S3 at (\S+),", output)
         return announced.group(1) if announced else None
 
     def runs(self) -> list[dict]:
@@ -174,7 +184,8 @@ def running_stack(
         if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
     }
     env.update({"MOVIELENS_HOME": str(home), **settings})
-    log = (home / "dev.log").open("a")
+    log = (home / "dev.log").open("ab")
+    log_start = log.tell()
     process = subprocess.Popen(
         [sys.executable, "-m", "movielens_assets.tools.cli", "dev", "--port", str(port)],
         env=env,
@@ -182,7 +193,7 @@ def running_stack(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    running = Stack(home, port, env, process)
+    running = Stack(home, port, env, process, log_start)
     deadline = time.monotonic() + ready_timeout
     try:
         # Ready once movielens dev announced the UI (it does so after the webserver answers).
