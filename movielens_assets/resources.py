@@ -16,7 +16,7 @@ from dagster_dbt import DbtCliResource
 from pydantic import Field
 
 from movielens_assets.lib import s3 as s3lib
-from movielens_assets.lib.dagster_internals import DbtCliWithInstalledVersion
+from movielens_assets.lib.dagster_internals import StreamingDbtCliResource
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.project import movielens_project
 from movielens_assets.settings import Settings
@@ -72,7 +72,7 @@ def dbt_resource(settings: Settings) -> DbtCliResource:
             f"{DBT_LAUNCHER} is missing: reinstall the project (`make install`, or "
             "`pip install -e .`) so that dbt runs tied to its run worker."
         )
-    return DbtCliWithInstalledVersion(
+    return StreamingDbtCliResource(
         project_dir=movielens_project,
         target=settings.target,
         dbt_executable=str(DBT_LAUNCHER),

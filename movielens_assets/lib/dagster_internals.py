@@ -58,13 +58,19 @@ def resolve_selection(
     return set(selection.resolve(list(assets_defs)))
 
 
-class DbtCliWithInstalledVersion(DbtCliResource):
-    """dagster-dbt's dbt resource, reading dbt-core's version from the installed package.
+class StreamingDbtCliResource(DbtCliResource):
+    """dagster-dbt's dbt resource without two per-step costs the streaming dbt step does not need.
 
-    dagster-dbt asks the dbt executable for its version (the private cached property
-    ``DbtCliResource._cli_version``) once per resource instance, i.e. once per step: a second
-    dbt process costing ~2 s. When the executable is the dbt-core installed beside this Python
-    (``installed_dbt``), its version is read from the package's metadata instead.
+    Both are private members of ``DbtCliResource``, called by its ``cli()`` on every step:
+
+    - ``_cli_version`` (a cached property, once per resource instance, i.e. per step) asks the dbt
+      executable for its version: a second dbt process costing ~2 s. When the executable is the
+      dbt-core installed beside this Python (``installed_dbt``), the package's metadata says it.
+    - ``_initialize_dbt_core_adapter`` loads dbt's profile, project and macros into the run
+      worker (~1 s) for an adapter that only ``fetch_row_counts()`` /
+      ``fetch_column_metadata()`` use. The dbt step reads row counts and columns from dbt's own
+      output instead (``defs/dbt/events.py``), so no adapter is made, and the run worker holds
+      no handle on the warehouse (DuckDB admits one writer process).
     """
 
     installed_dbt: str | None = None
@@ -81,3 +87,6 @@ class DbtCliWithInstalledVersion(DbtCliResource):
         if self.installed_dbt and Path(self.dbt_executable) == Path(self.installed_dbt):
             return version.parse(importlib.metadata.version("dbt-core"))
         return super()._cli_version
+
+    def _initialize_dbt_core_adapter(self, args: Sequence[str]) -> Any:
+        return None  # the invocation's adapter: None, as dagster-dbt allows

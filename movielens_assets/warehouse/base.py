@@ -240,9 +240,6 @@ class Warehouse(dg.ConfigurableResource):
     def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run a read-only query and return its column names and rows."""
 
-    def release_dbt_adapter(self, adapter: Any) -> None:
-        """Let go of whatever dbt's in-process adapter still holds once a dbt step is done."""
-
     @abstractmethod
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
         """Environment variables dbt's profile needs to reach this warehouse (``run_id`` tags

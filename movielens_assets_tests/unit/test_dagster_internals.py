@@ -4,14 +4,15 @@ Each test fails when an upgrade renames or changes one of them, before a run doe
 """
 
 import inspect
+import typing
 from functools import cached_property
 
 import dagster as dg
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DbtCliInvocation, DbtCliResource
 
 from movielens_assets.lib.dagster_internals import (
     RESUME_RETRY_TAG,
-    DbtCliWithInstalledVersion,
+    StreamingDbtCliResource,
     dbt_manifest_and_translator,
     job_asset_keys,
     job_assets_defs,
@@ -42,7 +43,17 @@ def test_a_jobs_asset_layer_lists_its_assets_checks_and_definitions():
 
 def test_dagster_dbt_still_caches_the_dbt_version_in_a_private_property():
     assert isinstance(inspect.getattr_static(DbtCliResource, "_cli_version"), cached_property)
-    assert issubclass(DbtCliWithInstalledVersion, DbtCliResource)
+    assert issubclass(StreamingDbtCliResource, DbtCliResource)
+
+
+def test_dagster_dbt_still_makes_its_in_process_adapter_in_a_private_method_cli_calls():
+    """``cli()`` calls ``_initialize_dbt_core_adapter(args)`` and hands its result (which may be
+    None) to the invocation; the override returns None."""
+    assert "self._initialize_dbt_core_adapter(args)" in inspect.getsource(DbtCliResource.cli)
+    parameters = inspect.signature(DbtCliResource._initialize_dbt_core_adapter).parameters
+    assert list(parameters) == ["self", "args"]
+    invocation_run = inspect.signature(DbtCliInvocation.run).parameters
+    assert type(None) in typing.get_args(invocation_run["adapter"].annotation)
 
 
 def test_an_asset_selection_resolves_to_keys_among_assets_definitions():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from movielens_assets.lib.tether import PR_SET_PDEATHSIG
+from movielens_assets.lib.tether import PR_SET_PDEATHSIG, group_running
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux process ties")
 
@@ -206,3 +206,22 @@ def test_movielens_dbt_is_the_dbt_beside_this_python():
     from importlib.metadata import version
 
     assert f"installed: {version('dbt-core')}" in result.stdout
+
+
+def test_a_group_whose_last_member_is_a_zombie_counts_as_ended():
+    """dbt leaves a helper behind that init adopts; once it exits, it waits in dbt's group as a
+    zombie until init reaps it. Such a group has ended: the launcher must not wait for init."""
+    running = subprocess.Popen(["sleep", "30"], process_group=0)
+    ended = subprocess.Popen(["true"], process_group=0)
+    try:
+        while not Path(f"/proc/{ended.pid}").exists() or alive(ended.pid):
+            time.sleep(0.01)  # exited, not reaped: a zombie in its own group
+        os.killpg(ended.pid, 0)  # the kernel still counts it as a member of its group
+
+        assert group_running(running.pid)
+        assert not group_running(ended.pid)
+    finally:
+        running.kill()
+        running.wait()
+        ended.wait()
+    assert not group_running(running.pid)

@@ -134,11 +134,6 @@ def build_dbt_assets(
                     log_stopped_early(context, live.built)
                     raise
             finally:
-                # dagster-dbt opens dbt's adapter in this process too; let it go of the
-                # warehouse so the next process (dbt compile, the next run) can open it.
-                if invocation.adapter is not None:
-                    invocation.adapter.cleanup_connections()
-                    warehouse.release_dbt_adapter(invocation.adapter)
                 keep_parse_state(invocation.target_path)
             # dbt has exited: the warehouse can be read (on DuckDB, only now).
             yield from with_failing_rows(live.held, invocation.target_path, warehouse, context.log)

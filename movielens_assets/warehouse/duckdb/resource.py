@@ -133,18 +133,6 @@ class DuckDBWarehouse(Warehouse):
             rows = result.fetchall()
             return [column[0] for column in result.description], rows
 
-    def release_dbt_adapter(self, adapter: Any) -> None:
-        """Close the DuckDB instance dbt-duckdb keeps open in this process.
-
-        dagster-dbt fetches row counts through dbt's adapter in the run's process, and
-        dbt-duckdb caches one DuckDB instance per process in a class-level environment that
-        survives ``cleanup_connections()``. Until it is closed the file stays locked, and the
-        next process (``dbt compile``, the next run) cannot open it.
-        """
-        environment = getattr(type(adapter.connections), "_ENV", None)
-        if environment is not None:
-            environment.close()
-
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
         """dbt's profile reads the file's path from ``MOVIELENS_DUCKDB_PATH``."""
         return {"MOVIELENS_DUCKDB_PATH": str(Path(self.path).resolve())}
