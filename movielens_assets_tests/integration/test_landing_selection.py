@@ -61,9 +61,22 @@ def dbt_tests_run_for(dbt, models: list[str]) -> dict[str, set[str]]:
     }
 
 
-def selection_for(code_location: dg.Definitions, datasets: list[str]) -> list[dg.AssetKey]:
-    context = dg.build_sensor_context(definitions=code_location)
+def selection_for(
+    code_location: dg.Definitions, datasets: list[str], instance: dg.DagsterInstance | None = None
+) -> list[dg.AssetKey]:
+    """What the sensor selects for files of ``datasets`` (on a fresh instance by default)."""
+    instance = instance or dg.DagsterInstance.ephemeral()
+    context = dg.build_sensor_context(definitions=code_location, instance=instance)
     return raw_and_downstream_keys(context, datasets)
+
+
+@pytest.fixture(scope="module")
+def all_built(code_location) -> dg.DagsterInstance:
+    """An instance on which every asset of the sensor's job has been materialized once."""
+    instance = dg.DagsterInstance.ephemeral()
+    for key in code_location.resolve_asset_graph().get_all_asset_keys():
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=key))
+    return instance
 
 
 def dagster_checks_of(code_location: dg.Definitions, keys: list[dg.AssetKey]) -> set[str]:
@@ -109,6 +122,32 @@ def test_movies_landing_after_ratings_checks_the_ratings_movies_again(code_locat
     # the seed comes with dim_movies: its test reads both
     seed = dg.AssetKey(["seeds", "seed_movie_release_dates"])
     assert seed in first and seed in after
+
+
+def test_once_everything_was_built_ratings_rebuild_only_what_ratings_change(
+    code_location, all_built, dbt
+):
+    keys = selection_for(code_location, ["ratings"], all_built)
+    built = {key.path[-1] for key in keys if key.path[0] in DBT_GROUPS}
+
+    # ratings, what is downstream of them, and what those need: nothing else is rebuilt
+    assert built == {"src_ratings", "fct_ratings", "dim_users", "mart_movie_ratings"}
+    # fct_ratings' relationships tests still run, reading the dimensions as they are
+    reads = dbt_tests_run_for(dbt, sorted(built))
+    assert reads["relationships_fct_ratings_movie_id__movie_id__ref_dim_movies_"] == {
+        "fct_ratings",
+        "dim_movies",
+    }
+    assert "relationships_fct_ratings_movie_id__movie_id__ref_dim_movies_" in dagster_checks_of(
+        code_location, keys
+    )
+
+
+def test_on_a_fresh_instance_ratings_build_the_dimensions_their_checks_read(code_location):
+    keys = selection_for(code_location, ["ratings"])
+
+    assert dg.AssetKey(["dimensions", "dim_movies"]) in keys
+    assert dg.AssetKey(["raw", "raw_movies"]) in keys
 
 
 def test_links_alone_build_nothing_a_check_ties_to_other_datasets(code_location):
@@ -160,6 +199,20 @@ def test_a_check_reading_a_built_asset_brings_the_asset_it_checks():
     grown = with_what_checks_read({dim.key}, specs, [raw_a, raw_b, fact, dim])
 
     assert grown == {dim.key, fact.key, raw_a.key}
+
+
+def test_a_checks_other_side_built_before_stays_out():
+    specs = list(fact_points_at_dim.check_specs)
+    assets = [raw_a, raw_b, fact, dim]
+
+    assert with_what_checks_read({fact.key}, specs, assets, existing={dim.key}) == {fact.key}
+    assert with_what_checks_read({dim.key}, specs, assets, existing={fact.key}) == {dim.key}
+    # what exists but is not the other side changes nothing
+    assert with_what_checks_read({fact.key}, specs, assets, existing={raw_a.key}) == {
+        fact.key,
+        dim.key,
+        raw_b.key,
+    }
 
 
 def test_assets_no_check_ties_together_stay_apart():

@@ -69,6 +69,7 @@ class LandingSensor:
             },
         )
         self.cursor: str | None = None
+        self.instance = dg.DagsterInstance.ephemeral()
 
     def tick(self, cursor: str | None = None) -> dg.SensorResult:
         """One evaluation from ``cursor``, by default the one the previous tick returned."""
@@ -76,6 +77,7 @@ class LandingSensor:
             cursor=self.cursor if cursor is None else cursor,
             resources={"s3": self.landing},
             definitions=self.defs,
+            instance=self.instance,
         )
         result = self.sensor(context)
         self.cursor = result.cursor or self.cursor
@@ -472,6 +474,7 @@ def test_a_run_also_builds_what_its_checks_read_when_that_is_elsewhere_in_the_gr
 
     class Context:
         repository_def = defs.get_repository_def()
+        instance = dg.DagsterInstance.ephemeral()  # nothing materialized yet
 
     assert raw_and_downstream_keys(Context(), ["ratings"]) == [
         dg.AssetKey(["dim_users"]),
