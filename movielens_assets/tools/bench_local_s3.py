@@ -40,7 +40,7 @@ class LocalS3BenchError(RuntimeError):
     """The loopback S3 benchmark could not run (the server did not start, a check failed)."""
 
 
-def _children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     """Every descendant of ``pid`` (from ``/proc/<pid>/task/*/children``)."""
     found: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
@@ -49,17 +49,17 @@ def _children(pid: int) -> list[int]:
         except OSError:
             continue
         for child in direct:
-            found += [child, *_children(child)]
+            found += [child, *descendants(child)]
     return found
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds_of(pid: int) -> float:
     """utime + stime of one process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def _status_mib(pid: int, field: str) -> float:
+def status_mib(pid: int, field: str) -> float:
     """A ``/proc/<pid>/status`` memory field (``VmRSS``, ``VmHWM``) in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -88,7 +88,7 @@ class _Host:
     @property
     def pids(self) -> list[int]:
         """The host and its descendants (the S3 server, where it runs in a child)."""
-        return [self.process.pid, *_children(self.process.pid)]
+        return [self.process.pid, *descendants(self.process.pid)]
 
     @property
     def server_pid(self) -> int:
@@ -97,7 +97,7 @@ class _Host:
 
     def cpu_seconds(self) -> float:
         """CPU seconds the whole tree has used so far."""
-        return sum(_cpu_seconds(pid) for pid in self.pids)
+        return sum(cpu_seconds_of(pid) for pid in self.pids)
 
     def stop(self) -> float:
         """Close the host's stdin, wait for it (and the server) to stop; returns seconds."""
@@ -121,7 +121,8 @@ def _host_main(state_dir: Path) -> None:
     server.stop()
 
 
-def _client(endpoint: str) -> Any:
+def s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client of the loopback server at ``endpoint``."""
     import boto3
     from botocore.config import Config
 
@@ -134,7 +135,7 @@ def _client(endpoint: str) -> Any:
 
 def _listing(endpoint: str) -> dict[str, tuple[str, int]]:
     """Every object of the bench bucket: key -> (ETag, size), through every page."""
-    pages = _client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
+    pages = s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
     return {
         item["Key"]: (item["ETag"], item["Size"])
         for page in pages
@@ -153,7 +154,7 @@ def _ratings_file(number: int) -> bytes:
 
 def _put_small_objects(endpoint: str, objects: int, raw_files: int) -> float:
     """Put the objects from a thread pool; returns seconds."""
-    client = _client(endpoint)
+    client = s3_client(endpoint)
     client.create_bucket(Bucket=BUCKET)
 
     def put(number: int) -> None:
@@ -265,8 +266,8 @@ def measure_local_s3(
     cpu_before = host.cpu_seconds()
     time.sleep(idle_seconds)
     results["idle_cpu_percent"] = 100 * (host.cpu_seconds() - cpu_before) / idle_seconds
-    results["rss_mib_at_objects"] = _status_mib(host.server_pid, "VmRSS")
-    results["tree_rss_mib_at_objects"] = sum(_status_mib(pid, "VmRSS") for pid in host.pids)
+    results["rss_mib_at_objects"] = status_mib(host.server_pid, "VmRSS")
+    results["tree_rss_mib_at_objects"] = sum(status_mib(pid, "VmRSS") for pid in host.pids)
     progress(
         f"bench local-s3: idle {results['idle_cpu_percent']:.1f}% of a core over "
         f"{idle_seconds:.0f} s; server RSS {results['rss_mib_at_objects']:.0f} MiB"
@@ -291,14 +292,14 @@ def measure_local_s3(
     big = work_dir / "big-ratings.csv"
     if not big.exists() or big.stat().st_size < big_file_bytes:
         _write_big_file(big, big_file_bytes)
-    client = _client(host.endpoint)
+    client = s3_client(host.endpoint)
     started = time.monotonic()
     s3lib.upload(client, big, BUCKET, "landing/big/ratings.csv")
     results["big_file_mib"] = big.stat().st_size / 2**20
     results["big_upload_s"] = time.monotonic() - started
     time.sleep(2.0)
-    results["rss_mib_after_big_file"] = _status_mib(host.server_pid, "VmRSS")
-    results["peak_rss_mib"] = _status_mib(host.server_pid, "VmHWM")
+    results["rss_mib_after_big_file"] = status_mib(host.server_pid, "VmRSS")
+    results["peak_rss_mib"] = status_mib(host.server_pid, "VmHWM")
     big_etag = client.head_object(Bucket=BUCKET, Key="landing/big/ratings.csv")["ETag"]
     progress(
         f"bench local-s3: {results['big_file_mib']:.0f} MiB stored in "
@@ -307,9 +308,9 @@ def measure_local_s3(
     )
     host.stop()
     host = _Host(state_dir, log)
-    head = _client(host.endpoint).head_object(Bucket=BUCKET, Key="landing/big/ratings.csv")
+    head = s3_client(host.endpoint).head_object(Bucket=BUCKET, Key="landing/big/ratings.csv")
     results["big_etag_kept"] = head["ETag"] == big_etag
-    results["rss_mib_restarted_with_big_file"] = _status_mib(host.server_pid, "VmRSS")
+    results["rss_mib_restarted_with_big_file"] = status_mib(host.server_pid, "VmRSS")
     host.stop()
     results["load_average_at_end"] = os.getloadavg()[0]
     return results

@@ -63,6 +63,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return _bench_local_s3(args)
     if args.sensor:
         return cmd_bench_sensor(args)
+    if args.dev_idle:
+        return _bench_dev_idle(args)
     from movielens_assets.tools.bench import BenchError, format_table, run_bench
 
     try:
@@ -100,6 +102,26 @@ def _bench_local_s3(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print(format_local_s3(results))
+    return 0
+
+
+def _bench_dev_idle(args: argparse.Namespace) -> int:
+    """``movielens bench --dev-idle``: a whole ``movielens dev`` stack's idle CPU, per process."""
+    import json
+    import tempfile
+
+    from movielens_assets.tools.bench_dev_idle import format_dev_idle, measure_dev_idle
+    from movielens_assets.tools.bench_local_s3 import LocalS3BenchError
+
+    work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        results = measure_dev_idle(work_dir, objects=args.objects, progress=_progress)
+    except LocalS3BenchError as error:
+        _progress(f"movielens bench --dev-idle: {error}")
+        return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(format_dev_idle(results))
     return 0
 
 
@@ -232,7 +254,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure only the loopback S3 (idle CPU, RSS, small-file RAW load) and print it",
     )
     bench.add_argument(
-        "--objects", type=int, default=20_000, help="with --local-s3: small objects to put"
+        "--dev-idle",
+        action="store_true",
+        help="measure only a whole `movielens dev` stack's idle CPU with --objects in its bucket",
+    )
+    bench.add_argument(
+        "--objects",
+        type=int,
+        default=20_000,
+        help="with --local-s3 or --dev-idle: small objects to put",
     )
     bench.add_argument(
         "--sensor",

@@ -23,9 +23,7 @@ import duckdb
 import pytest
 from dagster_dbt import DbtCliResource, DbtProject
 
-from movielens_assets.datasets import DATASETS
 from movielens_assets.defs.dbt.assets import build_dbt_assets
-from movielens_assets.lib import s3 as s3lib
 from movielens_assets.lib.dagster_internals import RESUME_RETRY_TAG
 from movielens_assets.project import DBT_PROJECT_DIR, movielens_project
 from movielens_assets.resources import build_resources
@@ -56,32 +54,6 @@ def model(dbt, session):
 '''
 """A dbt Python model, only in the test's copy of the project, that holds dbt in the middle of
 the build until the test opens its gate (a file)."""
-
-
-@pytest.fixture
-def home(landing, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A MOVIELENS_HOME whose DuckDB file holds RAW, loaded from the bundled sample."""
-    home = tmp_path / "home"
-    monkeypatch.setenv("MOVIELENS_HOME", str(home))
-    monkeypatch.setenv("DBT_TARGET_PATH", str(home / "dbt-target"))
-    # the dbt step sets these for dbt; restore them after the test
-    monkeypatch.setenv("MOVIELENS_DUCKDB_PATH", str(home / "warehouse.duckdb"))
-    monkeypatch.setenv("MOVIELENS_TARGET", "local")
-    client = landing.get_client()
-    for dataset in DATASETS:
-        path = SAMPLE / DATASETS[dataset].grouplens_file
-        if path.exists():
-            key = landing.dataset_prefix(dataset) + path.name
-            s3lib.upload(client, path, landing.bucket, key)
-    warehouse = DuckDBWarehouse(path=str(home / "warehouse.duckdb"))
-    with dg.build_resources({"warehouse": warehouse}) as resources:
-        resources.warehouse.ensure_raw_tables()
-        for dataset in DATASETS:
-            objects = landing.list_dataset(dataset, client)
-            resources.warehouse.load_dataset(
-                dataset, objects, client, landing.bucket, "test-raw", log
-            )
-    return home
 
 
 def unique_ids(metadata_of: Iterable) -> set[str]:

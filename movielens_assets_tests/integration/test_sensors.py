@@ -174,6 +174,7 @@ def test_new_files_request_one_run_of_their_raw_assets_everything_downstream_and
     ]
     assert run.run_key == run_key_for([ratings, tags])
     assert {key: value for key, value in run.tags.items() if key.startswith("movielens/")} == {
+        "movielens/dbt_tests": "new_rows",
         "movielens/datasets": "ratings,tags",
         "movielens/new_files": "2",
         "movielens/new_files.ratings": "1",

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from movielens_assets.datasets import DATASETS
 from movielens_assets.defs.automation.schedules import raw_and_downstream_job
 from movielens_assets.defs.automation.selection import raw_and_downstream_keys
+from movielens_assets.defs.dbt.test_scope import NEW_ROWS, TESTS_TAG
 from movielens_assets.lib import sqs
 from movielens_assets.lib.asset_keys import landing_key
 from movielens_assets.lib.cursor import LandingCursor, PendingDelete, fingerprint, run_key_for
@@ -39,8 +40,10 @@ TAG_PREFIX = "movielens"
 
 
 def run_tags(new_by_dataset: Mapping[str, Sequence[S3Object]]) -> dict[str, str]:
-    """What the run page shows about why it started: the datasets and their new file counts."""
+    """What the run page shows about why it started (the datasets and their new file counts),
+    and that its dbt tests may read only the new rows."""
     tags = {
+        TESTS_TAG: NEW_ROWS,  # tests read the rows loaded since the last run (test_scope.py)
         f"{TAG_PREFIX}/datasets": ",".join(sorted(new_by_dataset)),
         f"{TAG_PREFIX}/new_files": str(sum(len(objects) for objects in new_by_dataset.values())),
     }

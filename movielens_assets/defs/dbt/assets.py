@@ -19,6 +19,7 @@ from movielens_assets.defs.dbt.events import LiveDbtEvents
 from movielens_assets.defs.dbt.failing_rows import with_failing_rows
 from movielens_assets.defs.dbt.metadata import load_watermark, model_metadata, model_relations
 from movielens_assets.defs.dbt.retry import done_before, retry_args
+from movielens_assets.defs.dbt.test_scope import TESTS_SINCE_ENV, tests_since
 from movielens_assets.defs.dbt.translator import MovielensTranslator
 from movielens_assets.lib.dagster_internals import dbt_manifest_and_translator
 from movielens_assets.lib.redact import redacted_errors
@@ -103,6 +104,13 @@ def build_dbt_assets(
                 for key, relation in relations.items()
                 if relation.incremental
             }
+            since = tests_since(context.run.tags, config.full_refresh, watermarks)
+            os.environ[TESTS_SINCE_ENV] = since
+            if since:
+                context.log.info(
+                    f"Scoped primary-key tests read the rows loaded after {since} (a sensor run "
+                    "on built tables); the daily run and runs started by hand read whole tables."
+                )
             done = done_before(context.instance, context.run)
             if done:
                 context.log.info(
