@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 import duckdb
@@ -95,7 +96,7 @@ class Topology:
     root: Path
     env: dict[str, str]
     port: int
-    s3: object
+    s3: Any
     daemon: subprocess.Popen | None = None
     processes: list[subprocess.Popen] = field(default_factory=list)
     landed: dict[str, tuple[S3Object, bytes]] = field(default_factory=dict)

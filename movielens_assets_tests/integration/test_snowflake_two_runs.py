@@ -33,7 +33,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
