@@ -37,7 +37,7 @@ import yaml  # type: ignore[import-untyped]
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
-from movielens_assets.settings import PROJECT_ROOT
+from movielens_assets.settings import PROJECT_ROOT, SNOWFLAKE_RAW_POOL
 from movielens_assets.warehouse.snowflake.setup_sql import CSV_FORMAT_OPTIONS
 from movielens_assets.warehouse.snowflake.sql import DEFAULT_FILE_FORMAT, DEFAULT_STAGE
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
@@ -55,7 +55,8 @@ pytestmark = [pytest.mark.snowflake, pytest.mark.timeout(600)]
 
 BIN = Path(sys.executable).parent
 EXTRA_ROWS = 1_000_000
-"""A new ratings file big enough that its COPY takes seconds: both runs are in it at once."""
+"""A new ratings file big enough that its COPY takes seconds: the first run's RAW step still
+holds the pool's slot when the second run's asks for it."""
 DATASETS_LANDED = ("movies", "ratings", "tags", "links")
 
 RUN = """
@@ -81,6 +82,7 @@ selection = dg.AssetSelection.assets(
     dg.AssetSelection.assets(dg.AssetKey(["dimensions", "dim_movies"])).upstream()
     - dg.AssetSelection.key_prefixes("raw")
 )
+Path(sys.argv[3]).touch()  # imported and built: ready
 go = Path(sys.argv[1])
 while not go.exists():  # released together with the other run
     time.sleep(0.01)
@@ -104,7 +106,8 @@ loaded = {
 }
 print(json.dumps({"run_id": result.run_id, "success": result.success, "loaded": loaded}))
 """
-"""One run, in its own process: started once the file ``argv[1]`` exists."""
+"""One run, in its own process: says it is ready by creating ``argv[3]``, starts once the file
+``argv[1]`` exists."""
 
 
 def snowflake_rows(env: dict[str, str], sql: str) -> list[tuple]:
@@ -170,7 +173,10 @@ def test_two_runs_at_once_on_snowflake_load_each_file_once_and_build_consistent_
     go = tmp_path / "go"
     runs = [
         subprocess.Popen(
-            [str(BIN / "python"), "-c", RUN, str(go), ",".join(DATASETS_LANDED)],
+            [
+                *(str(BIN / "python"), "-c", RUN, str(go)),
+                *(",".join(DATASETS_LANDED), str(tmp_path / f"ready-{number}")),
+            ],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -179,7 +185,11 @@ def test_two_runs_at_once_on_snowflake_load_each_file_once_and_build_consistent_
         )
         for number in range(2)
     ]
-    time.sleep(5)  # both processes import the project before the release
+    deadline = time.monotonic() + 300
+    while not all((tmp_path / f"ready-{number}").exists() for number in range(2)):
+        assert time.monotonic() < deadline, "the runs' processes did not get ready"
+        assert all(process.poll() is None for process in runs), "a run's process exited"
+        time.sleep(0.1)
     go.touch()
     outcomes = []
     for number, process in enumerate(runs):
@@ -216,6 +226,9 @@ def test_two_runs_at_once_on_snowflake_load_each_file_once_and_build_consistent_
     assert snowflake_rows(
         snowflake_env, "select count(*), count(distinct movie_id) from MOVIELENS.DEV.DIM_MOVIES"
     ) == [(len(movies), len({row[0] for row in movies}))]
+    # They ran at once: one run's RAW step waited for the other's slot in the RAW pool.
+    waited = [log.count(f"Step blocked by limit for pool {SNOWFLAKE_RAW_POOL}") > 0 for log in logs]
+    assert sorted(waited) == [False, True], "the runs did not overlap"
     # Each file is reported loaded by exactly one of the runs; the other found it in the ledger.
     reported = Counter(
         key for outcome in outcomes for keys in outcome["loaded"].values() for key in keys
