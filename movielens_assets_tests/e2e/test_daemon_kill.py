@@ -337,7 +337,6 @@ def test_a_daemon_killed_mid_tick_neither_skips_nor_double_requests_a_file(topol
     )
     topology.kill_daemon()
     assert tick["timestamp"] > landed_at - 1
-    time.sleep(3)  # the code server may still finish the evaluation: nobody records it
     killed = next(t for t in topology.ticks() if t["tickId"] == tick["tickId"])
     assert killed["status"] == "STARTED", f"the kill missed the tick: {killed}"
     interrupted_with_runs = killed["runKeys"]  # reserved before the kill, or nothing
@@ -346,6 +345,12 @@ def test_a_daemon_killed_mid_tick_neither_skips_nor_double_requests_a_file(topol
     third_batch = set(topology.landed) - first_batch - second_batch
     restarted_at = time.time()
     topology.start_daemon()
+    if "MOVIELENS_SQS_QUEUE_URL" in topology.env:
+        # The killed tick's messages come back after the visibility timeout: they bring their
+        # files (not found otherwise yet) or are deleted as already handled. Each is deleted
+        # once its run is recorded, so an empty queue means every notification was acted on.
+        wait_for("the queue to drain", lambda: topology.messages_left() == 0, TIMEOUT, every=1)
+        restarted_at = time.time()
     everything = wait_for(
         "the restarted daemon to catch up", lambda: topology.caught_up(restarted_at), TIMEOUT
     )
@@ -382,13 +387,6 @@ def test_a_daemon_killed_mid_tick_neither_skips_nor_double_requests_a_file(topol
     assert topology.warehouse("select count(*) from dev.fct_ratings") == [
         (sum(data_rows(body) for body in ratings.values()),)
     ]
-    if "MOVIELENS_SQS_QUEUE_URL" in topology.env:
-        # The killed tick's messages come back after the visibility timeout: deleted as
-        # already handled, starting nothing.
-        wait_for("the queue to drain", lambda: topology.messages_left() == 0, TIMEOUT, every=1)
-        drained_at = time.time()
-        again = wait_for("a tick after that", lambda: topology.caught_up(drained_at), TIMEOUT)
-        assert [r["runId"] for r in again] == [r["runId"] for r in everything]
     print(
         f"\n[daemon kill] tick {tick['tickId']} killed while STARTED "
         f"({'runs reserved' if interrupted_with_runs else 'evaluation lost'}); "
