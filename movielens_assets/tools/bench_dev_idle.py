@@ -12,6 +12,7 @@ Measured once, kept out of the tests; a busy machine inflates the figures a litt
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -19,8 +20,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,15 +91,22 @@ def _wait_for_ui(log: Path, process: subprocess.Popen, start: int) -> str:
     raise LocalS3BenchError(f"movielens dev did not serve its UI in {READY_SECONDS} s; see {log}")
 
 
-def measure_dev_idle(
-    work_dir: Path,
-    objects: int = 20_000,
-    settle_seconds: float = 90,
-    idle_seconds: float = 60,
-    progress: Progress = lambda message: None,
-) -> dict[str, Any]:
-    """Start ``movielens dev``, fill its bucket's history, measure its idle CPU; stop it."""
-    home = work_dir / "dev-idle-home"
+@dataclass
+class DevStack:
+    """A running ``movielens dev``: its process, home, UI port and S3 endpoint."""
+
+    process: subprocess.Popen
+    home: Path
+    port: int
+    endpoint: str
+
+
+@contextlib.contextmanager
+def running_dev(
+    home: Path, settings: dict[str, str] | None = None, progress: Progress = lambda m: None
+) -> Iterator[DevStack]:
+    """``movielens dev`` on a free port with ``MOVIELENS_HOME=home`` and ``settings`` (none of
+    this process's own MOVIELENS_/DAGSTER_/AWS endpoint variables); stopped on exit."""
     home.mkdir(parents=True, exist_ok=True)
     log = home / "dev.log"
     env = {
@@ -105,7 +114,7 @@ def measure_dev_idle(
         for key, value in os.environ.items()
         if not key.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
     }
-    env["MOVIELENS_HOME"] = str(home)
+    env.update({"MOVIELENS_HOME": str(home), **(settings or {})})
     port = _free_port()
     with log.open("ab") as output:
         start = output.tell()
@@ -117,9 +126,27 @@ def measure_dev_idle(
             start_new_session=True,
         )
     try:
-        progress(f"bench --dev-idle: starting movielens dev in {home}")
-        endpoint = _wait_for_ui(log, process, start)
-        client = s3_client(endpoint)
+        progress(f"bench: starting movielens dev in {home}")
+        yield DevStack(process, home, port, _wait_for_ui(log, process, start))
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def measure_dev_idle(
+    work_dir: Path,
+    objects: int = 20_000,
+    settle_seconds: float = 90,
+    idle_seconds: float = 60,
+    progress: Progress = lambda message: None,
+) -> dict[str, Any]:
+    """Start ``movielens dev``, fill its bucket's history, measure its idle CPU; stop it."""
+    with running_dev(work_dir / "dev-idle-home", progress=progress) as stack:
+        client = s3_client(stack.endpoint)
         progress(f"bench --dev-idle: putting {objects:,} objects under {HISTORY_PREFIX}/")
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(
@@ -134,7 +161,7 @@ def measure_dev_idle(
             )
         progress(f"bench --dev-idle: letting the stack settle for {settle_seconds:.0f} s")
         time.sleep(settle_seconds)
-        pids = [process.pid, *descendants(process.pid)]
+        pids = [stack.process.pid, *descendants(stack.process.pid)]
         before = _stack_cpu(pids)
         started = time.monotonic()
         progress(f"bench --dev-idle: measuring {len(pids)} processes for {idle_seconds:.0f} s")
@@ -160,13 +187,6 @@ def measure_dev_idle(
             "processes": per_process,
             "load_average": os.getloadavg(),
         }
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def format_dev_idle(results: dict[str, Any]) -> str:

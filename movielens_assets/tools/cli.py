@@ -65,6 +65,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_bench_sensor(args)
     if args.dev_idle:
         return _bench_dev_idle(args)
+    if args.latency:
+        return _bench_latency(args)
     from movielens_assets.tools.bench import BenchError, format_table, run_bench
 
     try:
@@ -122,6 +124,26 @@ def _bench_dev_idle(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print(format_dev_idle(results))
+    return 0
+
+
+def _bench_latency(args: argparse.Namespace) -> int:
+    """``movielens bench --latency``: landed to queryable under ``movielens dev``, 5 files."""
+    import json
+    import tempfile
+
+    from movielens_assets.tools.bench_latency import format_latency, measure_latency
+    from movielens_assets.tools.bench_local_s3 import LocalS3BenchError
+
+    work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        results = measure_latency(work_dir, progress=_progress)
+    except LocalS3BenchError as error:
+        _progress(f"movielens bench --latency: {error}")
+        return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    print(format_latency(results))
     return 0
 
 
@@ -252,6 +274,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--local-s3",
         action="store_true",
         help="measure only the loopback S3 (idle CPU, RSS, small-file RAW load) and print it",
+    )
+    bench.add_argument(
+        "--latency",
+        action="store_true",
+        help="measure only how long a landed ratings file takes to be queryable (5 files)",
     )
     bench.add_argument(
         "--dev-idle",

@@ -191,11 +191,11 @@ def test_the_quarter_ratios_compare_the_same_file_across_tables_and_files_on_one
         for name, wall in {
             "baseline": 10.0,
             "plain_dbt": 15.0,
-            "pipeline": 20.0,
-            "pipeline_quarter": 5.0,
-            "incremental": 2.0,
-            "incremental_quarter_same_file": 2.0,
-            "incremental_quarter_small_file": 1.0,
+            "pipeline": 12.0,
+            "pipeline_quarter": 3.0,
+            "incremental": 1.2,
+            "incremental_quarter_same_file": 1.2,
+            "incremental_quarter_small_file": 0.6,
             "code_location": 3.0,
         }.items()
     }
@@ -203,7 +203,7 @@ def test_the_quarter_ratios_compare_the_same_file_across_tables_and_files_on_one
     ratios, targets = assess(phases, s3_peak=50.0)
 
     assert ratios == {
-        "pipeline_over_baseline": 2.0,
+        "pipeline_over_baseline": 1.2,
         "plain_dbt_over_baseline": 1.5,
         "incremental_over_pipeline": 0.1,
         "incremental_quarter_table_over_full_table": 1.0,

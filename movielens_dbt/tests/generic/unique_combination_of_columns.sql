@@ -36,31 +36,17 @@
 
     {%- else %}
 
-    with changed_keys as (
-
-        select distinct {{ columns_csv }}
-        from {{ model }}
-        where {{ changed_since }} > cast('{{ since }}' as timestamp)
-
-    )
-
     select
-        {%- for column in combination_of_columns %}
-        table_rows.{{ column }},
-        {%- endfor %}
+        {{ columns_csv }},
         count(*) as occurrences
 
-    from {{ model }} as table_rows
-    inner join changed_keys
-        on
-        {%- for column in combination_of_columns %}
-            {% if not loop.first %}and {% endif -%}
-            table_rows.{{ column }} = changed_keys.{{ column }}
-        {%- endfor %}
-    group by
-        {%- for column in combination_of_columns %}
-        table_rows.{{ column }}{% if not loop.last %},{% endif %}
-        {%- endfor %}
+    from {{ model }}
+    where ({{ columns_csv }}) in (
+        select {{ columns_csv }}
+        from {{ model }}
+        where {{ changed_since }} > cast('{{ since }}' as timestamp)
+    )
+    group by {{ columns_csv }}
     having count(*) > 1
 
     {%- endif %}
