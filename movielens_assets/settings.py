@@ -227,6 +227,23 @@ def _sensor_interval(env: Mapping[str, str]) -> int:
     return int(value)
 
 
+SQS_MAX_WAIT_SECONDS = 20
+"""SQS's longest long poll."""
+
+
+def _sqs_wait_seconds(env: Mapping[str, str]) -> int | None:
+    """``MOVIELENS_SQS_WAIT_SECONDS``: 0 to 20; None when unset."""
+    if not (env.get("MOVIELENS_SQS_WAIT_SECONDS") or "").strip():
+        return None
+    seconds = _whole_number(env, "MOVIELENS_SQS_WAIT_SECONDS", 0, minimum=0)
+    if seconds > SQS_MAX_WAIT_SECONDS:
+        raise ConfigurationError(
+            f"MOVIELENS_SQS_WAIT_SECONDS={seconds} is more than SQS allows "
+            f"({SQS_MAX_WAIT_SECONDS}); set 0 to {SQS_MAX_WAIT_SECONDS}."
+        )
+    return seconds
+
+
 def _whole_number(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     """A whole-number setting ``name`` (at least ``minimum``), ``default`` when unset."""
     value = (env.get(name) or "").strip().replace("_", "")
@@ -297,6 +314,11 @@ class Settings:
     sqs_queue_url: str | None = None
     """``MOVIELENS_SQS_QUEUE_URL``: the SQS queue receiving the landing bucket's
     ``s3:ObjectCreated:*`` notifications; unset: the sensor finds new files by listing only."""
+    sqs_wait_seconds: int | None = None
+    """``MOVIELENS_SQS_WAIT_SECONDS`` (0 to 20): how long a tick waits on the queue for a first
+    message (SQS long polling); a notification arriving meanwhile starts its run at once instead
+    of at the next tick. Keep it well below the sensor interval. Unset: 0, but ``movielens dev``
+    sets 20 with the default 30 s interval (``tools/notifications.py``)."""
     sensor_listing_budget: int = DEFAULT_LISTING_BUDGET
     """``MOVIELENS_SENSOR_LISTING_BUDGET``: objects the sensor lists per tick at most (default
     10,000, or 1,000 with a queue); a bigger bucket is listed over several ticks."""
@@ -337,6 +359,7 @@ class Settings:
             sensor_running=_sensor_running(env, target),
             dbt_target_path=Path(env["DBT_TARGET_PATH"]) if env.get("DBT_TARGET_PATH") else None,
             sqs_queue_url=queue_url,
+            sqs_wait_seconds=_sqs_wait_seconds(env),
             sensor_listing_budget=_whole_number(
                 env,
                 "MOVIELENS_SENSOR_LISTING_BUDGET",

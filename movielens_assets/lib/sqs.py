@@ -90,14 +90,20 @@ def object_events(body: str) -> tuple[ObjectEvent, ...]:
     return tuple(events)
 
 
-def receive(client: Any, queue_url: str, limit: int = MAX_MESSAGES_PER_TICK) -> list[QueueMessage]:
-    """Up to ``limit`` messages, receiving until the queue answers with none (no long polling)."""
+def receive(
+    client: Any, queue_url: str, limit: int = MAX_MESSAGES_PER_TICK, wait_seconds: int = 0
+) -> list[QueueMessage]:
+    """Up to ``limit`` messages, receiving until the queue answers with none.
+
+    ``wait_seconds``: how long the first receive waits for a message (SQS long polling); the
+    next ones drain what is there without waiting.
+    """
     messages: list[QueueMessage] = []
     while len(messages) < limit:
         answer = client.receive_message(
             QueueUrl=queue_url,
             MaxNumberOfMessages=min(BATCH, limit - len(messages)),
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=0 if messages else wait_seconds,
         )
         batch = answer.get("Messages") or []
         if not batch:

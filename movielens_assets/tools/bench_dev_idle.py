@@ -54,12 +54,14 @@ def _role(pid: int) -> str:
         return "ended"
     line = " ".join(arg.decode(errors="replace") for arg in args if arg)
     for marker, role in (
+        ("lib.tether", "launcher"),  # first: its command line names what it launches
+        ("resource_tracker", "multiprocessing resource tracker"),
+        ("local_s3_server", "loopback S3 server"),
         ("dagster-webserver", "webserver"),
         ("dagster-daemon", "daemon"),
         ("dagster api grpc", "code server"),
         ("code-server", "code server"),
-        ("lib.tether", "launcher"),
-        ("movielens_assets.tools.cli dev", "movielens dev (S3 server)"),
+        ("movielens_assets.tools.cli dev", "movielens dev"),
     ):
         if marker in line:
             return role

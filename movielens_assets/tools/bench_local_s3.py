@@ -122,13 +122,18 @@ def _host_main(state_dir: Path) -> None:
 
 
 def s3_client(endpoint: str) -> Any:
-    """A boto3 S3 client of the loopback server at ``endpoint``."""
+    """A boto3 S3 client of the loopback server at ``endpoint`` (its placeholder credentials)."""
     import boto3
     from botocore.config import Config
+
+    from movielens_assets.tools.local_s3 import LOCAL_CREDENTIALS
 
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=LOCAL_CREDENTIALS["AWS_DEFAULT_REGION"],
         config=Config(max_pool_connections=32, retries={"mode": "standard"}),
     )
 

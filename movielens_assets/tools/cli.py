@@ -7,8 +7,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from movielens_assets.settings import Settings
 
@@ -83,91 +84,78 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_local_s3(args: argparse.Namespace) -> int:
-    """``movielens bench --local-s3``: only the loopback S3's part, and its table."""
+def _bench_part(
+    args: argparse.Namespace,
+    flag: str,
+    measure: Callable[[Path], dict[str, Any]],
+    format_results: Callable[[dict[str, Any]], str],
+    errors: tuple[type[Exception], ...],
+) -> int:
+    """One ``movielens bench --<flag>`` part: measure in ``--work-dir`` (default: a temporary
+    folder, removed after), write ``--json``, print the part's table."""
     import json
     import tempfile
 
+    with tempfile.TemporaryDirectory(prefix=f"movielens-bench-{flag}-") as scratch:
+        try:
+            results = measure(Path(args.work_dir) if args.work_dir else Path(scratch))
+        except errors as error:
+            _progress(f"movielens bench --{flag}: {error}")
+            return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    print(format_results(results))
+    return 0
+
+
+def _bench_local_s3(args: argparse.Namespace) -> int:
+    """``movielens bench --local-s3``: only the loopback S3's part, and its table."""
     from movielens_assets.tools.bench_local_s3 import (
         LocalS3BenchError,
         format_local_s3,
         measure_local_s3,
     )
 
-    with tempfile.TemporaryDirectory(prefix="movielens-bench-s3-") as scratch:
-        work_dir = Path(args.work_dir) if args.work_dir else Path(scratch)
-        try:
-            results = measure_local_s3(work_dir, objects=args.objects, progress=_progress)
-        except LocalS3BenchError as error:
-            _progress(f"movielens bench --local-s3: {error}")
-            return 1
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(format_local_s3(results))
-    return 0
+    def measure(work_dir: Path) -> dict[str, Any]:
+        return measure_local_s3(work_dir, objects=args.objects, progress=_progress)
+
+    return _bench_part(args, "local-s3", measure, format_local_s3, (LocalS3BenchError,))
 
 
 def _bench_dev_idle(args: argparse.Namespace) -> int:
     """``movielens bench --dev-idle``: a whole ``movielens dev`` stack's idle CPU, per process."""
-    import json
-    import tempfile
-
     from movielens_assets.tools.bench_dev_idle import format_dev_idle, measure_dev_idle
     from movielens_assets.tools.bench_local_s3 import LocalS3BenchError
 
-    work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        results = measure_dev_idle(work_dir, objects=args.objects, progress=_progress)
-    except LocalS3BenchError as error:
-        _progress(f"movielens bench --dev-idle: {error}")
-        return 1
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(format_dev_idle(results))
-    return 0
+    def measure(work_dir: Path) -> dict[str, Any]:
+        return measure_dev_idle(work_dir, objects=args.objects, progress=_progress)
+
+    return _bench_part(args, "dev-idle", measure, format_dev_idle, (LocalS3BenchError,))
 
 
 def _bench_latency(args: argparse.Namespace) -> int:
     """``movielens bench --latency``: landed to queryable under ``movielens dev``, 5 files."""
-    import json
-    import tempfile
-
     from movielens_assets.tools.bench_latency import format_latency, measure_latency
     from movielens_assets.tools.bench_local_s3 import LocalS3BenchError
 
-    work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        results = measure_latency(work_dir, progress=_progress)
-    except LocalS3BenchError as error:
-        _progress(f"movielens bench --latency: {error}")
-        return 1
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    print(format_latency(results))
-    return 0
+    def measure(work_dir: Path) -> dict[str, Any]:
+        return measure_latency(work_dir, progress=_progress)
+
+    return _bench_part(args, "latency", measure, format_latency, (LocalS3BenchError,))
 
 
 def cmd_bench_sensor(args: argparse.Namespace) -> int:
     """``movielens bench --sensor``: the landing sensor's tick cost at 1k/10k/100k objects."""
-    import json
-    import tempfile
-
     from movielens_assets.tools.bench_sensor import (
         SensorBenchError,
         format_sensor_ticks,
         measure_sensor_ticks,
     )
 
-    work_dir = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench-"))
-    try:
-        results = measure_sensor_ticks(work_dir, progress=_progress)
-    except SensorBenchError as error:
-        _progress(f"movielens bench --sensor: {error}")
-        return 1
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    print(format_sensor_ticks(results))
-    return 0
+    def measure(work_dir: Path) -> dict[str, Any]:
+        return measure_sensor_ticks(work_dir, progress=_progress)
+
+    return _bench_part(args, "sensor", measure, format_sensor_ticks, (SensorBenchError,))
 
 
 def cmd_land(args: argparse.Namespace) -> int:

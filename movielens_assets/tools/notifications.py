@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.lib.redact import redact
-from movielens_assets.settings import Settings
+from movielens_assets.settings import SQS_MAX_WAIT_SECONDS, Settings
 
 QUEUE_NAME = "movielens-landing"
 MIN_VISIBILITY_TIMEOUT = 120
@@ -104,8 +104,21 @@ def landing_queue_env(
     except NotificationSetupError as error:
         progress(f"movielens dev: {error}")
         return {}
+    env = {"MOVIELENS_SQS_QUEUE_URL": queue_url}
+    wait = dev_queue_wait_seconds(settings)
+    if wait:
+        env["MOVIELENS_SQS_WAIT_SECONDS"] = str(wait)
     progress(
         f"movielens dev: S3 notifications of s3://{settings.bucket}/{settings.prefix}/ "
-        f"go to {queue_url}"
+        f"go to {queue_url}" + (f"; each tick waits up to {wait} s for one" if wait else "")
     )
-    return {"MOVIELENS_SQS_QUEUE_URL": queue_url}
+    return env
+
+
+def dev_queue_wait_seconds(settings: Settings) -> int:
+    """The queue wait ``movielens dev`` gives its sensor: what the user set, else up to 20 s
+    but 10 s less than the sensor interval (30 s by default: 20 s), so that ticks keep their
+    pace; 0 for intervals of 10 s or less."""
+    if settings.sqs_wait_seconds is not None:
+        return settings.sqs_wait_seconds
+    return max(0, min(SQS_MAX_WAIT_SECONDS, settings.sensor_interval - 10))

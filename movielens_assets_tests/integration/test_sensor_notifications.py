@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
 from urllib.parse import quote
 
@@ -34,7 +35,11 @@ from movielens_assets.lib import sqs
 from movielens_assets.lib.cursor import LandingCursor
 from movielens_assets.resources import LandingBucket
 from movielens_assets.settings import Settings
-from movielens_assets.tools.notifications import landing_queue_env, setup_landing_queue
+from movielens_assets.tools.notifications import (
+    dev_queue_wait_seconds,
+    landing_queue_env,
+    setup_landing_queue,
+)
 from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 
 VISIBILITY_SECONDS = 2
@@ -396,7 +401,10 @@ def test_movielens_dev_sets_up_a_queue_only_on_the_loopback_server_and_says_when
         Bucket="dev-setup"
     )["QueueConfigurations"]
 
-    assert env == {"MOVIELENS_SQS_QUEUE_URL": f"{endpoint}/123456789012/movielens-landing"}
+    assert env == {
+        "MOVIELENS_SQS_QUEUE_URL": f"{endpoint}/123456789012/movielens-landing",
+        "MOVIELENS_SQS_WAIT_SECONDS": "20",  # the default 30 s interval, less 10 s
+    }
     assert configured[0]["Events"] == ["s3:ObjectCreated:*"]
     assert configured[0]["Filter"]["Key"]["FilterRules"] == [
         {"Name": "prefix", "Value": "landing/"}
@@ -405,3 +413,35 @@ def test_movielens_dev_sets_up_a_queue_only_on_the_loopback_server_and_says_when
     assert landing_queue_env(local, None, progress=said.append) == {}  # AWS: nothing changes
     assert landing_queue_env(local, "http://127.0.0.1:21799", progress=said.append) == {}
     assert "finds new files by listing instead" in said[-1]
+
+
+@pytest.mark.parametrize(
+    ("environ", "wait"),
+    [
+        ({}, 20),
+        ({"MOVIELENS_SENSOR_INTERVAL": "25"}, 15),
+        ({"MOVIELENS_SENSOR_INTERVAL": "5"}, 0),
+        ({"MOVIELENS_SENSOR_INTERVAL": "5", "MOVIELENS_SQS_WAIT_SECONDS": "3"}, 3),
+    ],
+)
+def test_movielens_dev_waits_on_the_queue_up_to_ten_seconds_less_than_the_interval(environ, wait):
+    assert dev_queue_wait_seconds(Settings.from_env(environ)) == wait
+
+
+def test_a_receive_that_may_wait_returns_a_message_sent_while_it_waits(endpoint):
+    client = boto3.client("sqs", endpoint_url=endpoint)
+    queue_url = client.create_queue(QueueName="long-poll")["QueueUrl"]
+    received: list[list[sqs.QueueMessage]] = []
+    waiting = threading.Thread(
+        target=lambda: received.append(sqs.receive(client, queue_url, wait_seconds=15))
+    )
+
+    waiting.start()
+    waiting.join(timeout=1)
+    still_waiting = waiting.is_alive()  # an empty queue: the receive waits instead of answering
+    sent = client.send_message(QueueUrl=queue_url, MessageBody="{}")["MessageId"]
+    waiting.join(timeout=30)
+
+    assert still_waiting
+    assert [message.message_id for message in received[0]] == [sent]
+    assert sqs.receive(client, queue_url) == []  # without a wait: answers at once, empty

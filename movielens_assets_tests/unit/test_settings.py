@@ -47,6 +47,8 @@ def test_the_environment_overrides_every_default(tmp_path: Path):
         ("MOVIELENS_TARGET", "staging", "not one of local, prod"),
         ("MOVIELENS_SENSOR_INTERVAL", "0", "whole number of seconds >= 1"),
         ("MOVIELENS_SENSOR_DEFAULT", "paused", "not 'running' or 'stopped'"),
+        ("MOVIELENS_SQS_WAIT_SECONDS", "21", "more than SQS allows"),
+        ("MOVIELENS_SQS_WAIT_SECONDS", "soon", "not a whole number >= 0"),
     ],
 )
 def test_bad_values_name_the_variable_and_the_fix(name, value, message):

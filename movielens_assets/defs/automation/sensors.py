@@ -166,8 +166,11 @@ def receive_notifications(
     s3: LandingBucket,
     client: Any,
     queue_url: str,
+    wait_seconds: int = 0,
 ) -> list[str]:
     """Read the queue into ``scan``; return the receipt handles of messages that brought news.
+
+    ``wait_seconds``: how long to wait for a first message (``MOVIELENS_SQS_WAIT_SECONDS``).
 
     Each notified object is checked with a HEAD (the file may have been deleted or overwritten
     since): what is there now is what counts. Messages that bring nothing new (a duplicate, an
@@ -175,7 +178,7 @@ def receive_notifications(
     are deleted at once; the others only on a later tick, once their run is found recorded.
     """
     queue = sqs.queue_client(queue_url)
-    messages = sqs.receive(queue, queue_url)
+    messages = sqs.receive(queue, queue_url, wait_seconds=wait_seconds)
     handled_now: list[Any] = []
     deferred: list[Any] = []
     for message in messages:
@@ -238,6 +241,7 @@ def evaluate_landing(
     queue_url: str | None = None,
     listing_budget: int = DEFAULT_LISTING_BUDGET,
     horizon_seconds: int = DEFAULT_HORIZON_SECONDS,
+    queue_wait_seconds: int = 0,
 ) -> dg.SensorResult:
     """One tick: confirm the last tick's run, read the queue, list within the budget, request.
 
@@ -251,7 +255,11 @@ def evaluate_landing(
     confirm_pending(context, scan, previous.pending, queue_url)
     list_page = _page_lister(client, s3)
     try:
-        deferred = receive_notifications(context, scan, s3, client, queue_url) if queue_url else []
+        deferred = (
+            receive_notifications(context, scan, s3, client, queue_url, queue_wait_seconds)
+            if queue_url
+            else []
+        )
         scan.list_tails(list_page, listing_budget)
         scan.continue_pass(list_page, listing_budget)
     except ClientError as error:
@@ -348,6 +356,7 @@ def build_s3_landing_sensor(settings: Settings) -> dg.SensorDefinition:
                 queue_url=settings.sqs_queue_url,
                 listing_budget=settings.sensor_listing_budget,
                 horizon_seconds=settings.sensor_horizon_seconds,
+                queue_wait_seconds=settings.sqs_wait_seconds or 0,
             )
 
     return s3_landing_sensor
