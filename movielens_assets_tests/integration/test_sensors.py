@@ -441,6 +441,15 @@ def test_the_interval_defaults_to_thirty_seconds_and_follows_the_environment():
     assert sensor.name == "s3_landing_sensor"
 
 
+def test_a_tick_that_waits_on_the_queue_counts_its_wait_within_the_interval():
+    queue = {"MOVIELENS_SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q"}
+    waiting = Settings.from_env({**queue, "MOVIELENS_SQS_WAIT_SECONDS": "20"})
+    no_queue = Settings.from_env({"MOVIELENS_SQS_WAIT_SECONDS": "20"})
+
+    assert build_s3_landing_sensor(waiting).minimum_interval_seconds == 10
+    assert build_s3_landing_sensor(no_queue).minimum_interval_seconds == 30  # nothing to wait on
+
+
 @pytest.mark.parametrize(
     "environ",
     [{"MOVIELENS_SENSOR_DEFAULT": "paused"}, {"MOVIELENS_SENSOR_INTERVAL": "half a minute"}],

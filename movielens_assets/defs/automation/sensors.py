@@ -323,10 +323,14 @@ def evaluate_landing(
 def build_s3_landing_sensor(settings: Settings) -> dg.SensorDefinition:
     """The S3 landing sensor, its interval and default status from ``settings``."""
 
+    queue_wait = (settings.sqs_wait_seconds or 0) if settings.sqs_queue_url else 0
+
     @dg.sensor(
         name=SENSOR_NAME,
         job=raw_and_downstream_job,
-        minimum_interval_seconds=settings.sensor_interval,
+        # Dagster counts the interval from a tick's start: a tick that waited on the queue has
+        # used that much of it, and the next one may start right after it.
+        minimum_interval_seconds=max(1, settings.sensor_interval - queue_wait),
         default_status=dg.DefaultSensorStatus.RUNNING
         if settings.sensor_running
         else dg.DefaultSensorStatus.STOPPED,
@@ -347,7 +351,9 @@ def build_s3_landing_sensor(settings: Settings) -> dg.SensorDefinition:
         Default status: RUNNING with ``MOVIELENS_TARGET=local`` (the embedded default), STOPPED
         with ``prod`` (real AWS; turn it on in the UI). ``MOVIELENS_SENSOR_DEFAULT=running`` or
         ``stopped`` overrides that; ``MOVIELENS_SENSOR_INTERVAL`` sets the seconds between ticks
-        (default 30). A status set in the UI wins over the default.
+        (default 30). With ``MOVIELENS_SQS_WAIT_SECONDS`` a tick waits that long on the queue,
+        and the next may start the interval less that wait after it began: the queue is
+        listened to nearly all the time. A status set in the UI wins over the default.
         """
         with redacted_errors():  # a tick's error is stored; S3's may name a URI with a password
             return evaluate_landing(
@@ -356,7 +362,7 @@ def build_s3_landing_sensor(settings: Settings) -> dg.SensorDefinition:
                 queue_url=settings.sqs_queue_url,
                 listing_budget=settings.sensor_listing_budget,
                 horizon_seconds=settings.sensor_horizon_seconds,
-                queue_wait_seconds=settings.sqs_wait_seconds or 0,
+                queue_wait_seconds=queue_wait,
             )
 
     return s3_landing_sensor
