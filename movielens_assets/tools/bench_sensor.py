@@ -44,6 +44,8 @@ MODES = ("listing", "queue")
 NEW_FILES = 10
 IDLE_REPEATS = 3
 BENCH_HORIZON_SECONDS = 5
+PURGE_SECONDS = 61
+"""SQS (and moto) refuse a second purge of a queue within 60 s."""
 """The sensor's horizon in the bench: the landed history is older than this when measured."""
 MAX_CATCH_UP_TICKS = 500
 CREDENTIALS = {
@@ -241,6 +243,7 @@ def _measure_all(
         ]["QueueArn"]
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     landed = 0
+    last_purge: float = -PURGE_SECONDS
     for size in sorted(sizes):
         started = time.perf_counter()
         _put_objects(s3, bucket, [_key(number) for number in range(landed, size)])
@@ -249,7 +252,10 @@ def _measure_all(
         time.sleep(BENCH_HORIZON_SECONDS + 1)  # the landed history is older than the horizon
         for mode in modes:
             if mode == "queue":
+                # SQS allows one purge of a queue a minute
+                time.sleep(max(0.0, PURGE_SECONDS - (time.monotonic() - last_purge)))
                 sqs.purge_queue(QueueUrl=queue_url)
+                last_purge = time.monotonic()
                 _notify(s3, bucket, queue_arn)
             row = _measure(s3, bucket, mode, landed, queue_url if mode == "queue" else None)
             _notify(s3, bucket, None)
