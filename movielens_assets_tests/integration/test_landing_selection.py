@@ -206,7 +206,17 @@ def test_a_checks_other_side_built_before_stays_out():
     assets = [raw_a, raw_b, fact, dim]
 
     assert with_what_checks_read({fact.key}, specs, assets, existing={dim.key}) == {fact.key}
-    assert with_what_checks_read({dim.key}, specs, assets, existing={fact.key}) == {dim.key}
+
+
+def test_the_checked_asset_comes_along_even_when_it_exists():
+    """Built alone, dim would have fact's check run by dbt but recorded by dagster-dbt as an
+    observation only: an earlier failure of the check would stand although it now passes."""
+    specs = list(fact_points_at_dim.check_specs)
+    assets = [raw_a, raw_b, fact, dim]
+
+    grown = with_what_checks_read({dim.key}, specs, assets, existing={fact.key, raw_a.key})
+
+    assert grown == {dim.key, fact.key}  # and not raw_a: fact's existing input stays as it is
     # what exists but is not the other side changes nothing
     assert with_what_checks_read({fact.key}, specs, assets, existing={raw_a.key}) == {
         fact.key,

@@ -45,19 +45,22 @@ def with_what_checks_read(
     checked again by the run that builds that side.
 
     An existing other side stays out: once every table is built, a ratings file rebuilds what
-    ratings change, and its relationships tests read the dimensions as they are. (On a fresh
-    stack nothing exists, and the closure is the whole neighbourhood.)
+    ratings change, and its relationships tests read the dimensions as they are. The checked
+    asset always comes along, existing or not: only then is the test a check of the run (dbt
+    would run it anyway, and dagster-dbt would record its result as a mere observation, leaving
+    an earlier failure standing). On a fresh stack nothing exists, and the closure is the whole
+    neighbourhood.
     """
     specs = list(check_specs)
     grown = set(keys)
     while True:
-        missing = set().union(
-            *(check_reads(spec) - grown - existing for spec in specs if check_reads(spec) & grown)
-        )
-        upstream = dg.AssetSelection.assets(*missing).upstream() - dg.AssetSelection.groups(
-            "landing"
-        )
-        added = set(resolve_selection(upstream, assets_defs)) - grown if missing else set()
+        missing: set[dg.AssetKey] = set()
+        for spec in specs:
+            reads = check_reads(spec)
+            if reads & grown:
+                missing |= {spec.asset_key} - grown
+                missing |= reads - {spec.asset_key} - grown - existing
+        added = with_what_they_need(missing, assets_defs, existing) - grown if missing else set()
         if not added:  # nothing missing, or only what a sensor run never builds (landing)
             return grown
         grown |= added
