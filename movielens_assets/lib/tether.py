@@ -19,8 +19,9 @@ dagster-dbt gives no promise about which thread starts dbt. So a launcher sits i
   ``stop_grace`` seconds later is killed. The launcher exits with the command's status
   (``128 + N`` for a command ended by signal N, as a shell reports it).
 
-``movielens-dbt`` (the ``dbt_executable`` of the dbt resource) runs the dbt installed beside this
-Python this way; ``movielens dev`` starts its webserver and daemon with ``python -m
+``movielens-dbt`` (the ``dbt_executable`` of the dbt resource) runs the dbt installed with this
+Python this way (through ``dbt_process.py``: dbt's command line, less the interpreter's
+teardown); ``movielens dev`` starts its webserver and daemon with ``python -m
 movielens_assets.lib.tether``, so their code servers and run workers end with it. On systems
 without pidfds the parent is polled; without ``prctl`` the launcher-to-command tie is skipped.
 """
@@ -33,7 +34,6 @@ import ctypes
 import multiprocessing
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -238,22 +238,11 @@ def run_tethered(
                 os.close(fd)
 
 
-def beside_python(name: str) -> str:
-    """The console script ``name`` installed beside this Python (the venv's), else on PATH."""
-    here = Path(sys.executable).parent / name
-    if here.exists():
-        return str(here)
-    found = shutil.which(name)
-    if found is None:
-        raise TetherError(f"{name} is not installed beside {sys.executable} nor on PATH")
-    return found
-
-
 def dbt_main() -> int:
     """``movielens-dbt``: dbt, tied to the process that runs it (dagster-dbt's run worker)."""
     try:
         return run_tethered(
-            [beside_python("dbt"), *sys.argv[1:]],
+            [sys.executable, "-m", "movielens_assets.lib.dbt_process", *sys.argv[1:]],
             orphan_grace=0.0,
             stop_grace=DBT_STOP_GRACE_SECONDS,
         )

@@ -168,11 +168,10 @@ def descendants(root: int, table: dict[int, Process]) -> list[Process]:
 
 
 def is_dbt_build(process: Process) -> bool:
-    """dbt itself (the venv's ``dbt`` script), not its ``movielens-dbt`` launcher."""
-    return (
-        len(process.cmdline) > 2
-        and Path(process.cmdline[1]).name == "dbt"
-        and "build" in process.cmdline
+    """dbt itself (``python -m movielens_assets.lib.dbt_process build ...``), not its
+    ``movielens-dbt`` launcher."""
+    return process.cmdline[1:3] == ["-m", "movielens_assets.lib.dbt_process"] and (
+        "build" in process.cmdline
     )
 
 

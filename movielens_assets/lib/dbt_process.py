@@ -1,0 +1,48 @@
+"""dbt's command line, ended without the interpreter's teardown: ``python -m`` this module.
+
+``movielens-dbt`` (``tether.py``) runs dbt this way instead of through the ``dbt`` script. Once
+dbt's ``cli()`` has returned, its artifacts are written. The ``atexit`` handlers then run as at
+any exit: dbt-duckdb closes its database (the checkpoint of its write-ahead log), ``logging``
+flushes ``dbt.log``, ``multiprocessing`` removes its semaphores. Then the process ends with
+``os._exit``. All it skips is the teardown of dbt's modules and objects (the parsed manifest is
+hundreds of thousands of them): 0.6 s at the end of every dbt call, measured with the same build
+ending one way and the other.
+
+An exception that is not ``SystemExit`` (``KeyboardInterrupt``) ends the process the usual way.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+
+
+def exit_status(code: object) -> int:
+    """The process status ``sys.exit(code)`` gives, printing a non-integer code as Python does."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+
+
+def main() -> None:
+    """Run dbt's command line on ``sys.argv[1:]`` and end the process with its status."""
+    from dbt.cli.main import cli
+
+    sys.argv[0] = "dbt"
+    try:
+        cli()
+        status = 0
+    except SystemExit as exit:
+        status = exit_status(exit.code)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+if __name__ == "__main__":
+    main()
