@@ -200,6 +200,33 @@ def step_seconds(instance: Any, run_id: str) -> dict[str, float]:
     return seconds
 
 
+def phase_dbt_parse(spec: dict[str, Any]) -> dict[str, Any]:
+    """``dbt parse`` (a full parse: no state yet) into ``spec["target"]``, else into the home's
+    ``DBT_TARGET_PATH`` for the profile target the home's runs use.
+
+    That is the parse state a home keeps after its first dbt call (``project.keep_parse_state``),
+    so the timed runs parse as every run after a home's first does. dbt discards the state, and
+    parses everything again, when the profile's target or connection differs from this one.
+    """
+    import subprocess
+
+    from movielens_assets.project import DBT_PROJECT_DIR  # sets the home's dbt variables
+    from movielens_assets.settings import Settings
+
+    target = spec.get("target") or os.environ["DBT_TARGET_PATH"]
+    argv = [
+        *(sys.executable, "-m", "movielens_assets.lib.dbt_process", "parse"),
+        *("--project-dir", str(DBT_PROJECT_DIR), "--profiles-dir", str(DBT_PROJECT_DIR)),
+        *("--target-path", target, "--log-path", str(Path(target) / "logs")),
+        *([] if spec.get("target") else ["--target", Settings.from_env().target]),
+    ]
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"dbt parse exited with {done.returncode}:\n{done.stdout[-3000:]}")
+    return {"timed_s": time.perf_counter() - started}
+
+
 def summary_fields(summary: Any) -> dict[str, Any]:
     """What the benchmark keeps of a runner ``Summary``."""
     return {
@@ -323,6 +350,7 @@ CORE_PHASES: dict[str, Phase] = {
     "counts": phase_counts,
     "s3-server": phase_s3_server,
     "land": phase_land,
+    "dbt-parse": phase_dbt_parse,
     "pipeline": phase_pipeline,
     "make-increment": phase_make_increment,
     "incremental": phase_incremental,
