@@ -57,8 +57,8 @@ class LandingBucket(S3Resource):
 
 DBT_LAUNCHER = Path(sys.executable).parent / "movielens-dbt"
 """dbt as dagster-dbt runs it: the ``movielens-dbt`` console script installed beside this Python
-(``lib/tether.py``), which runs the venv's dbt tied to the run worker: a worker that dies (even
-by SIGKILL) takes its dbt with it."""
+(``lib/tether.py``), which runs the venv's dbt (``lib/dbt_process.py``) tied to the run worker: a
+worker that dies (even by SIGKILL) takes its dbt with it."""
 
 
 class DbtLauncherMissingError(RuntimeError):
