@@ -12,12 +12,13 @@ import glob
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from movielens_assets.tools.dev_process import free_port
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,6 @@ class Cluster:
         )
         connection.autocommit = True
         return connection
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def postgres_bin(name: str) -> str:

@@ -12,38 +12,24 @@ Measured once, kept out of the tests; a busy machine inflates the figures a litt
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from movielens_assets.tools.bench_local_s3 import (
-    LocalS3BenchError,
     cpu_seconds_of,
     descendants,
     s3_client,
     status_mib,
 )
+from movielens_assets.tools.dev_process import running_dev
 
 Progress = Callable[[str], None]
-READY_SECONDS = 600
 HISTORY_PREFIX = "history"
 """Where the bucket's history objects go: outside every dataset's landing prefix."""
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _role(pid: int) -> str:
@@ -76,67 +62,6 @@ def _stack_cpu(pids: list[int]) -> dict[int, float]:
         except OSError:  # ended meanwhile
             continue
     return seconds
-
-
-def _wait_for_ui(log: Path, process: subprocess.Popen, start: int) -> str:
-    """The S3 endpoint ``movielens dev`` announces with its UI (in its part of ``log``)."""
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        with log.open("rb") as handle:
-            handle.seek(start)
-            announced = re.search(rb"UI on \S+, S3 at (\S+),", handle.read())
-        if announced:
-            return announced.group(1).decode()
-        if process.poll() is not None:
-            raise LocalS3BenchError(f"movielens dev exited with {process.returncode}; see {log}")
-        time.sleep(1)
-    raise LocalS3BenchError(f"movielens dev did not serve its UI in {READY_SECONDS} s; see {log}")
-
-
-@dataclass
-class DevStack:
-    """A running ``movielens dev``: its process, home, UI port and S3 endpoint."""
-
-    process: subprocess.Popen
-    home: Path
-    port: int
-    endpoint: str
-
-
-@contextlib.contextmanager
-def running_dev(
-    home: Path, settings: dict[str, str] | None = None, progress: Progress = lambda m: None
-) -> Iterator[DevStack]:
-    """``movielens dev`` on a free port with ``MOVIELENS_HOME=home`` and ``settings`` (none of
-    this process's own MOVIELENS_/DAGSTER_/AWS endpoint variables); stopped on exit."""
-    home.mkdir(parents=True, exist_ok=True)
-    log = home / "dev.log"
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
-    }
-    env.update({"MOVIELENS_HOME": str(home), **(settings or {})})
-    port = _free_port()
-    with log.open("ab") as output:
-        start = output.tell()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "movielens_assets.tools.cli", "dev", "--port", str(port)],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        progress(f"bench: starting movielens dev in {home}")
-        yield DevStack(process, home, port, _wait_for_ui(log, process, start))
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def measure_dev_idle(

@@ -26,8 +26,9 @@ import duckdb
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.settings import Settings
-from movielens_assets.tools.bench_dev_idle import Progress, running_dev
+from movielens_assets.tools.bench_dev_idle import Progress
 from movielens_assets.tools.bench_local_s3 import LocalS3BenchError, s3_client
+from movielens_assets.tools.dev_process import running_dev
 
 RUNS_QUERY = """
 { runsOrError { ... on Runs { results {

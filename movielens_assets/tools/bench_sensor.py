@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,14 +38,16 @@ from typing import Any
 import boto3
 import dagster as dg
 
+from movielens_assets.tools.dev_process import free_port
+
 SIZES = (1_000, 10_000, 100_000)
 MODES = ("listing", "queue")
 NEW_FILES = 10
 IDLE_REPEATS = 3
 BENCH_HORIZON_SECONDS = 5
+"""The sensor's horizon in the bench: the landed history is older than this when measured."""
 PURGE_SECONDS = 61
 """SQS (and moto) refuse a second purge of a queue within 60 s."""
-"""The sensor's horizon in the bench: the landed history is older than this when measured."""
 MAX_CATCH_UP_TICKS = 500
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "movielens-bench",
@@ -65,16 +66,10 @@ def _recorded_run() -> None:
     """Stands for the run the daemon would launch: only its record (and run key) matters."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def loopback_server(work_dir: Path) -> Iterator[str]:
     """A moto server (S3 + SQS) in its own process; yields its endpoint URL."""
-    port = _free_port()
+    port = free_port()
     log = (work_dir / "moto.log").open("wb")
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],

@@ -126,22 +126,28 @@ def _bench_dev_idle(args: argparse.Namespace) -> int:
     """``movielens bench --dev-idle``: a whole ``movielens dev`` stack's idle CPU, per process."""
     from movielens_assets.tools.bench_dev_idle import format_dev_idle, measure_dev_idle
     from movielens_assets.tools.bench_local_s3 import LocalS3BenchError
+    from movielens_assets.tools.dev_process import DevNotReadyError
 
     def measure(work_dir: Path) -> dict[str, Any]:
         return measure_dev_idle(work_dir, objects=args.objects, progress=_progress)
 
-    return _bench_part(args, "dev-idle", measure, format_dev_idle, (LocalS3BenchError,))
+    return _bench_part(
+        args, "dev-idle", measure, format_dev_idle, (LocalS3BenchError, DevNotReadyError)
+    )
 
 
 def _bench_latency(args: argparse.Namespace) -> int:
     """``movielens bench --latency``: landed to queryable under ``movielens dev``, 5 files."""
     from movielens_assets.tools.bench_latency import format_latency, measure_latency
     from movielens_assets.tools.bench_local_s3 import LocalS3BenchError
+    from movielens_assets.tools.dev_process import DevNotReadyError
 
     def measure(work_dir: Path) -> dict[str, Any]:
         return measure_latency(work_dir, progress=_progress)
 
-    return _bench_part(args, "latency", measure, format_latency, (LocalS3BenchError,))
+    return _bench_part(
+        args, "latency", measure, format_latency, (LocalS3BenchError, DevNotReadyError)
+    )
 
 
 def cmd_bench_sensor(args: argparse.Namespace) -> int:

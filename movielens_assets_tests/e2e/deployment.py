@@ -8,6 +8,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -139,3 +141,17 @@ def kill_worker_mid_insert(
     assert Path(worker_home).resolve() == home.resolve(), f"pid {pid} is not a worker here"
     os.kill(pid, signal.SIGKILL)
     return pid, time.time()
+
+
+def land(env: dict[str, str], path: Path, dataset: str, bucket: str = "movielens") -> None:
+    """``movielens land`` of one file into ``dataset``'s prefix, as a user lands it."""
+    command = [sys.executable, "-m", "movielens_assets.tools.cli", "land", str(path)]
+    result = subprocess.run(
+        [*command, "--dataset", dataset],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"as s3://{bucket}/landing/{dataset}/{path.name}" in result.stdout, result.stdout

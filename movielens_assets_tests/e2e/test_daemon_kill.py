@@ -32,7 +32,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -51,18 +50,10 @@ from movielens_assets.lib import s3 as s3lib
 from movielens_assets.lib.cursor import run_key_for
 from movielens_assets.lib.s3 import S3Object
 from movielens_assets.settings import Settings
-from movielens_assets.tools.local_s3 import LOCAL_CREDENTIALS
 from movielens_assets.tools.notifications import setup_landing_queue
-from movielens_assets_tests.conftest import REPO, SAMPLE, csv_rows
+from movielens_assets_tests.conftest import SAMPLE, csv_rows
 from movielens_assets_tests.e2e.deployment import NOT_FINISHED, graphql, runs, wait_for
-from movielens_assets_tests.e2e.test_production_topology import (
-    BIN,
-    serving,
-    serving_s3,
-    start,
-    stop,
-)
-from movielens_assets_tests.postgres_cluster import Cluster, free_port, throwaway_cluster
+from movielens_assets_tests.e2e.production import Production, production
 
 pytestmark = pytest.mark.e2e
 
@@ -105,24 +96,27 @@ def data_rows(body: bytes) -> int:
 class Topology:
     """The processes of the production topology; the daemon can be killed and started again."""
 
-    root: Path
-    env: dict[str, str]
-    port: int
+    up: Production
     s3: Any
-    postgres: Cluster
     daemon: subprocess.Popen | None = None
-    processes: list[subprocess.Popen] = field(default_factory=list)
     landed: dict[str, tuple[S3Object, bytes]] = field(default_factory=dict)
     daemons: int = 0
 
+    @property
+    def root(self) -> Path:
+        return self.up.root
+
+    @property
+    def env(self) -> dict[str, str]:
+        return self.up.env
+
+    @property
+    def port(self) -> int:
+        return self.up.web_port
+
     def start_daemon(self) -> None:
         self.daemons += 1
-        self.daemon = start(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "deploy" / "workspace.yaml")],
-            self.env,
-            self.root / f"daemon-{self.daemons}.log",
-        )
-        self.processes.append(self.daemon)
+        self.daemon = self.up.start_daemon(f"daemon-{self.daemons}")
 
     def kill_daemon(self) -> None:
         assert self.daemon is not None
@@ -144,7 +138,7 @@ class Topology:
     def started_tick(self) -> dict | None:
         """The newest sensor tick if it is STARTED, read from the instance's Postgres tables
         (milliseconds, where GraphQL takes a tenth of a second or more under load)."""
-        with self.postgres.connect() as connection, connection.cursor() as cursor:
+        with self.up.postgres.connect() as connection, connection.cursor() as cursor:
             cursor.execute(
                 "select id, status, extract(epoch from timestamp) from job_ticks "
                 "where type = 'SENSOR' order by id desc limit 1"
@@ -212,99 +206,38 @@ class Topology:
 def topology(request, tmp_path_factory) -> Iterator[Topology]:
     """The topology with the fillers and a first batch landed before the daemon starts;
     ``notifications``: with S3 notifications through an SQS queue on the moto server too."""
-    root = tmp_path_factory.mktemp(f"daemon-kill-{request.param}")
-    dagster_home = root / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
-    s3_port, code_port, web_port = free_port(), free_port(), free_port()
-    endpoint = f"http://127.0.0.1:{s3_port}"
-    with throwaway_cluster() as postgres:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_", "DBT_"))
-        }
-        env.update(
-            {
-                **LOCAL_CREDENTIALS,
-                **postgres.env(),
-                "DAGSTER_HOME": str(dagster_home),
-                "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
-                "DAGSTER_CODE_SERVER_PORT": str(code_port),
-                "MOVIELENS_HOME": str(root / "home"),
-                "MOVIELENS_SENSOR_INTERVAL": "10",
-                "MOVIELENS_SENSOR_LISTING_BUDGET": str(
-                    FILLERS + 1_000 if request.param == "listing" else FILLERS // 2
-                ),
-                "AWS_ENDPOINT_URL_S3": endpoint,
-            }
-        )
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        topology = Topology(root, env, web_port, s3, postgres)
-        try:
-            topology.processes.append(
-                start(
-                    [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-                    env,
-                    root / "s3.log",
+    budget = FILLERS + 1_000 if request.param == "listing" else FILLERS // 2
+    with production(
+        tmp_path_factory.mktemp(f"daemon-kill-{request.param}"),
+        MOVIELENS_SENSOR_INTERVAL="10",
+        MOVIELENS_SENSOR_LISTING_BUDGET=str(budget),
+    ) as up:
+        s3 = boto3.client("s3", endpoint_url=up.s3_endpoint)
+        topology = Topology(up, s3)
+        s3lib.ensure_bucket(s3, BUCKET)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(
+                pool.map(
+                    lambda n: s3.put_object(
+                        Bucket=BUCKET, Key=f"landing/links/notes/note-{n:05}.txt", Body=b"x"
+                    ),
+                    range(FILLERS),
                 )
             )
-            wait_for("the S3 server", lambda: serving_s3(s3_port), 60)
-            s3lib.ensure_bucket(s3, BUCKET)
-            done = subprocess.run(
-                [str(BIN / "dagster"), "instance", "migrate"],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
+        if request.param == "notifications":  # after the fillers: no message for them
+            settings = Settings.from_env({"MOVIELENS_SENSOR_INTERVAL": "10"})
+            queue = setup_landing_queue(settings, up.s3_endpoint)
+            boto3.client("sqs", endpoint_url=up.s3_endpoint).set_queue_attributes(
+                QueueUrl=queue, Attributes={"VisibilityTimeout": str(VISIBILITY_SECONDS)}
             )
-            assert done.returncode == 0, done.stdout + done.stderr
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                list(
-                    pool.map(
-                        lambda n: s3.put_object(
-                            Bucket=BUCKET, Key=f"landing/links/notes/note-{n:05}.txt", Body=b"x"
-                        ),
-                        range(FILLERS),
-                    )
-                )
-            if request.param == "notifications":  # after the fillers: no message for them
-                settings = Settings.from_env({"MOVIELENS_SENSOR_INTERVAL": "10"})
-                queue = setup_landing_queue(settings, endpoint)
-                boto3.client("sqs", endpoint_url=endpoint).set_queue_attributes(
-                    QueueUrl=queue, Attributes={"VisibilityTimeout": str(VISIBILITY_SECONDS)}
-                )
-                env["MOVIELENS_SQS_QUEUE_URL"] = queue
-            topology.put("landing/movies/movies.csv", (SAMPLE / "movies.csv").read_bytes())
-            topology.put("landing/ratings/ratings-a1.csv", ratings_csv(700, 30))
-            topology.put("landing/ratings/ratings-a2.csv", ratings_csv(710, 12))
-            topology.processes.append(
-                start(
-                    [
-                        str(BIN / "dagster"),
-                        *("code-server", "start", "-h", "127.0.0.1", "-p", str(code_port)),
-                        *("-m", "movielens_assets.definitions", "--location-name", "movielens"),
-                    ],
-                    env,
-                    root / "code-server.log",
-                )
-            )
-            topology.processes.append(
-                start(
-                    [
-                        str(BIN / "dagster-webserver"),
-                        *("-h", "127.0.0.1", "-p", str(web_port)),
-                        *("-w", str(REPO / "deploy" / "workspace.yaml")),
-                    ],
-                    env,
-                    root / "webserver.log",
-                )
-            )
-            topology.start_daemon()
-            wait_for("the webserver", lambda: serving(web_port), 180, every=1)
-            yield topology
-        finally:
-            stop(list(reversed(topology.processes)))
+            up.env["MOVIELENS_SQS_QUEUE_URL"] = queue
+        topology.put("landing/movies/movies.csv", (SAMPLE / "movies.csv").read_bytes())
+        topology.put("landing/ratings/ratings-a1.csv", ratings_csv(700, 30))
+        topology.put("landing/ratings/ratings-a2.csv", ratings_csv(710, 12))
+        up.start_servers()
+        topology.start_daemon()
+        up.wait_for_webserver()
+        yield topology
 
 
 def test_a_daemon_killed_mid_tick_neither_skips_nor_double_requests_a_file(topology: Topology):

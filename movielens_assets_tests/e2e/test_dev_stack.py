@@ -7,14 +7,8 @@ computed with Python's csv module.
 
 import contextlib
 import json
-import os
-import re
-import signal
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +16,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from movielens_assets.tools.dev_process import announced_endpoint, running_dev
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
+from movielens_assets_tests.e2e.deployment import graphql, land
 
 pytestmark = pytest.mark.e2e
 
@@ -90,24 +86,12 @@ class Stack:
         self.log_start = log_start
 
     def graphql(self, query: str, variables: dict | None = None) -> dict:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/graphql",
-            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-            payload = json.loads(response.read())
-        assert "errors" not in payload, payload
-        return payload["data"]
+        return graphql(self.port, query, variables)
 
     @property
     def s3_endpoint(self) -> str | None:
         """The S3 endpoint `movielens dev` announced in its log (None until it announced the UI)."""
-        with (self.home / "dev.log").open("rb") as log:
-            log.seek(self.log_start)
-            output = log.read().decode(errors="replace")
-        announced = re.search(r"UI on \S+, S3 at (\S+),", output)
-        return announced.group(1) if announced else None
+        return announced_endpoint(self.home / "dev.log", self.log_start)
 
     def runs(self) -> list[dict]:
         return self.graphql(RUNS_QUERY)["runsOrError"]["results"]
@@ -141,33 +125,11 @@ class Stack:
         return json.dumps(events, indent=1)[:4000]
 
     def land(self, path: Path, dataset: str) -> None:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "movielens_assets.tools.cli",
-                "land",
-                str(path),
-                "--dataset",
-                dataset,
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stderr
-        assert f"as s3://movielens/landing/{dataset}/{path.name}" in result.stdout
+        land(self.env, path, dataset)
 
     def query(self, sql: str) -> list[tuple]:
         with duckdb.connect(str(self.home / "warehouse.duckdb"), read_only=True) as connection:
             return connection.execute(sql).fetchall()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -176,43 +138,12 @@ def running_stack(
 ) -> Iterator[Stack]:
     """`movielens dev` on ``port`` (default: a free one) with ``MOVIELENS_HOME=home`` and
     ``settings``, none of the test process's own configuration (importing the dbt project sets
-    MOVIELENS_DUCKDB_PATH); stopped with its whole process group on exit (if still there)."""
-    port = port or free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_"))
-    }
-    env.update({"MOVIELENS_HOME": str(home), **settings})
-    log = (home / "dev.log").open("ab")
-    log_start = log.tell()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "movielens_assets.tools.cli", "dev", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    running = Stack(home, port, env, process, log_start)
-    deadline = time.monotonic() + ready_timeout
-    try:
-        # Ready once movielens dev announced the UI (it does so after the webserver answers).
-        while running.s3_endpoint is None:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    "movielens dev did not serve the UI:\n" + (home / "dev.log").read_text()
-                )
-            time.sleep(1)
+    MOVIELENS_DUCKDB_PATH), as ``tools/dev_process.running_dev`` starts it; stopped with its whole
+    process group on exit (if still there)."""
+    with running_dev(home, settings, port=port, ready_seconds=ready_timeout) as dev:
+        running = Stack(home, dev.port, dev.env, dev.process, dev.log_start)
         running.graphql("{ version }")
         yield running
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # a test may have killed it
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
 
 
 @pytest.fixture(scope="module")

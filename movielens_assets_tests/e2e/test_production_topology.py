@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
-import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,34 +21,36 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from movielens_assets.tools.local_s3 import LOCAL_CREDENTIALS
-from movielens_assets_tests.conftest import REPO, SAMPLE, csv_rows
+from movielens_assets_tests.conftest import SAMPLE, csv_rows
 from movielens_assets_tests.e2e.deployment import (
     NOT_FINISHED,
     WORKER_PID,
     environ_of,
     graphql,
     kill_worker_mid_insert,
+    land,
     messages,
     runs,
     wait_for,
     write_big_ratings,
 )
+from movielens_assets_tests.e2e.production import production
 from movielens_assets_tests.e2e.test_run_faults import (
     descendants,
     is_dbt_build,
     processes,
     seconds_until_gone,
 )
-from movielens_assets_tests.postgres_cluster import Cluster, free_port, throwaway_cluster
+from movielens_assets_tests.postgres_cluster import Cluster
 
 pytestmark = pytest.mark.e2e
 
-BIG_ROWS = 4_000_000
+BIG_ROWS = 12_000_000
+"""A file whose insert takes seconds even on a quiet machine (4M rows were inserted in under half
+a second there), so the worker is killed in the middle of it."""
 DBT_ROWS = 2_000_000
 """Enough for dbt to work for seconds on fct_ratings, so the worker dies in the middle of it."""
 RUN_TIMEOUT = 600
-BIN = Path(sys.executable).parent
 
 
 @dataclass
@@ -64,22 +63,7 @@ class Deployment:
     postgres: Cluster
 
     def land(self, path: Path, dataset: str) -> None:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "movielens_assets.tools.cli",
-                "land",
-                str(path),
-                "--dataset",
-                dataset,
-            ],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert result.returncode == 0, result.stderr
+        land(self.env, path, dataset)
 
     def sql(self, query: str, parameters: tuple = ()) -> list[tuple]:
         with self.postgres.connect() as connection, connection.cursor() as cursor:
@@ -98,138 +82,17 @@ class Deployment:
         return current if current and not {r["status"] for r in current} & NOT_FINISHED else None
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    """A long-running process in its own session (stopped with its whole group)."""
-    return subprocess.Popen(
-        command,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(processes: list[subprocess.Popen]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
-
-
-def serving(port: int) -> bool:
-    try:
-        return graphql(port, "{ version }")["version"] is not None
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    root = tmp_path_factory.mktemp("production")
-    dagster_home = root / "dagster_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
-    s3_port, code_port, web_port = free_port(), free_port(), free_port()
-    processes: list[subprocess.Popen] = []
-    with throwaway_cluster() as postgres:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("AWS_ENDPOINT_URL", "MOVIELENS_", "DAGSTER_", "DBT_"))
-        }
-        env.update(
-            {
-                **LOCAL_CREDENTIALS,  # the loopback S3 server takes any
-                **postgres.env(),
-                "DAGSTER_HOME": str(dagster_home),
-                "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
-                "DAGSTER_CODE_SERVER_PORT": str(code_port),
-                "MOVIELENS_HOME": str(root / "home"),
-                "MOVIELENS_SENSOR_INTERVAL": "5",
-                "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{s3_port}",
-            }
-        )
-        try:
-            processes.append(
-                start(
-                    [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
-                    env,
-                    root / "s3.log",
-                )
-            )
-            # What the compose file's `migrate` service does before anything else starts.
-            for command in (["movielens", "check-instance"], ["dagster", "instance", "migrate"]):
-                done = subprocess.run(
-                    [str(BIN / command[0]), *command[1:]],
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                )
-                assert done.returncode == 0, done.stdout + done.stderr
-            deployment = Deployment(env, root / "home", web_port, postgres)
-            # Landed before the daemon starts: its first tick sees all four, one run.
-            for dataset in ("movies", "ratings", "tags", "links"):
-                wait_for("the S3 server", lambda: serving_s3(s3_port), 60)
-                deployment.land(SAMPLE / f"{dataset}.csv", dataset)
-            workspace = str(REPO / "deploy" / "workspace.yaml")
-            code_server = start(
-                [
-                    str(BIN / "dagster"),
-                    "code-server",
-                    "start",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(code_port),
-                    "-m",
-                    "movielens_assets.definitions",
-                    "--location-name",
-                    "movielens",
-                ],
-                env,
-                root / "code-server.log",
-            )
-            processes.append(code_server)
-            processes.append(
-                start(
-                    [
-                        str(BIN / "dagster-webserver"),
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(web_port),
-                        "-w",
-                        workspace,
-                    ],
-                    env,
-                    root / "webserver.log",
-                )
-            )
-            processes.append(
-                start(
-                    [str(BIN / "dagster-daemon"), "run", "-w", workspace], env, root / "daemon.log"
-                )
-            )
-            wait_for("the webserver", lambda: serving(web_port), 180, every=1)
-            yield deployment
-        finally:
-            stop(list(reversed(processes)))
-
-
-def serving_s3(port: int) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
-            return True
-    except OSError as error:
-        return getattr(error, "code", None) is not None  # an HTTP error is an answer
+    with production(tmp_path_factory.mktemp("production"), MOVIELENS_SENSOR_INTERVAL="5") as up:
+        deployment = Deployment(up.env, up.root / "home", up.web_port, up.postgres)
+        # Landed before the daemon starts: its first tick sees all four, one run.
+        for dataset in ("movies", "ratings", "tags", "links"):
+            deployment.land(SAMPLE / f"{dataset}.csv", dataset)
+        up.start_servers()
+        up.start_daemon()
+        up.wait_for_webserver()
+        yield deployment
 
 
 def test_the_sensor_run_of_the_sample_is_recorded_in_postgres(deployment: Deployment):

@@ -195,8 +195,8 @@ def connect(env: dict[str, str]):
     )
 
 
-def load_raw(landing, env: dict[str, str]) -> FakesnowWarehouse:
-    """Land the sample in S3 and load every dataset through the server with the loader."""
+def create_stage_and_file_format(env: dict[str, str]) -> None:
+    """What ``snowflake/setup.sql`` creates for the loader, less what fakesnow cannot take."""
     options = " ".join(
         f"{option} = {value}"
         for option, value in CSV_FORMAT_OPTIONS
@@ -207,6 +207,11 @@ def load_raw(landing, env: dict[str, str]) -> FakesnowWarehouse:
         connection.cursor().execute(
             f"create file format if not exists {DEFAULT_FILE_FORMAT} {options}"
         )
+
+
+def load_raw(landing, env: dict[str, str]) -> FakesnowWarehouse:
+    """Land the sample in S3 and load every dataset through the server with the loader."""
+    create_stage_and_file_format(env)
     client = landing.get_client()
     for dataset in ("movies", "ratings", "tags", "links"):
         path = SAMPLE / DATASETS[dataset].grouplens_file

@@ -47,17 +47,13 @@ import pytest
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.settings import PROJECT_ROOT, SNOWFLAKE_RAW_POOL
-from movielens_assets.warehouse.snowflake.setup_sql import CSV_FORMAT_OPTIONS
-from movielens_assets.warehouse.snowflake.sql import DEFAULT_FILE_FORMAT, DEFAULT_STAGE
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 from movielens_assets_tests.e2e.deployment import wait_for, write_big_ratings
 from movielens_assets_tests.integration.test_dbt_on_fakesnow import (  # noqa: F401 (fixtures)
     connect,
+    create_stage_and_file_format,
     fakesnow_server,
     snowflake_env,
-)
-from movielens_assets_tests.integration.test_snowflake_loader import (
-    FAKESNOW_UNSUPPORTED_FORMAT_OPTIONS,
 )
 from movielens_assets_tests.postgres_cluster import Cluster, throwaway_cluster
 
@@ -126,20 +122,6 @@ print(json.dumps({"run_id": result.run_id, "success": result.success, "loaded": 
 def snowflake_rows(env: dict[str, str], sql: str) -> list[tuple]:
     with connect(env) as connection:
         return connection.cursor().execute(sql).fetchall()
-
-
-def create_stage_and_file_format(env: dict[str, str]) -> None:
-    """What ``snowflake/setup.sql`` creates, less what fakesnow cannot take."""
-    options = " ".join(
-        f"{option} = {value}"
-        for option, value in CSV_FORMAT_OPTIONS
-        if option not in FAKESNOW_UNSUPPORTED_FORMAT_OPTIONS
-    )
-    with connect(env) as connection:
-        connection.cursor().execute(f"create stage if not exists {DEFAULT_STAGE}")
-        connection.cursor().execute(
-            f"create file format if not exists {DEFAULT_FILE_FORMAT} {options}"
-        )
 
 
 @pytest.fixture(scope="module")
