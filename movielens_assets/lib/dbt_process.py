@@ -32,9 +32,10 @@ def main() -> None:
     """Run dbt's command line on ``sys.argv[1:]`` and end the process with its status."""
     from dbt.cli.main import cli
 
-    sys.argv[0] = "dbt"
     try:
-        cli()
+        # click names the command after the program; under ``python -m`` it would be
+        # "python -m movielens_assets.lib.dbt_process" in dbt's "Command `...` succeeded" line
+        cli(prog_name="dbt")
         status = 0
     except SystemExit as exit:
         status = exit_status(exit.code)

@@ -15,10 +15,8 @@ Measured once, kept out of the tests.
 from __future__ import annotations
 
 import csv
-import json
 import statistics
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from movielens_assets.datasets import DATASETS
 from movielens_assets.settings import Settings
 from movielens_assets.tools.bench_dev_idle import Progress
 from movielens_assets.tools.bench_local_s3 import LocalS3BenchError, s3_client
-from movielens_assets.tools.dev_process import running_dev
+from movielens_assets.tools.dev_process import graphql_payload, running_dev
 
 RUNS_QUERY = """
 { runsOrError { ... on Runs { results {
@@ -44,13 +42,7 @@ FIRST_NEW_USER = 1_000_000
 
 
 def _runs(port: int) -> list[dict[str, Any]]:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": RUNS_QUERY}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-        payload = json.loads(response.read())
+    payload = graphql_payload(port, RUNS_QUERY, timeout=30)
     if "errors" in payload:
         raise LocalS3BenchError(f"the webserver answered {payload['errors']}")
     return list(payload["data"]["runsOrError"]["results"])

@@ -10,6 +10,7 @@ to it). On exit its whole process group is stopped: SIGTERM, then SIGKILL.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -17,9 +18,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 READY_SECONDS = 600.0
 ANNOUNCED = re.compile(rb"UI on \S+, S3 at (\S+),")
@@ -36,6 +39,21 @@ def announced_endpoint(log: Path, start: int = 0) -> str | None:
         handle.seek(start)
         announced = ANNOUNCED.search(handle.read())
     return announced.group(1).decode() if announced else None
+
+
+def graphql_payload(
+    port: int, query: str, variables: dict[str, Any] | None = None, timeout: float = 60
+) -> dict[str, Any]:
+    """One GraphQL request to the webserver on 127.0.0.1:``port``: its whole answer (``data``,
+    and ``errors`` if any; what an error means is the caller's)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback
+        payload: dict[str, Any] = json.loads(response.read())
+    return payload
 
 
 def free_port() -> int:

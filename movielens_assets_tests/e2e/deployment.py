@@ -4,18 +4,17 @@ GraphQL, polling with generous deadlines (the machine is shared and slow)."""
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from movielens_assets.tools.dev_process import graphql_payload
 from movielens_assets_tests.conftest import SAMPLE
 
 T = TypeVar("T")
@@ -59,14 +58,8 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
 
 
 def graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    """One GraphQL request to the webserver on 127.0.0.1:``port``."""
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
-        payload = json.loads(response.read())
+    """One GraphQL request to the webserver on 127.0.0.1:``port``: its data, with no error."""
+    payload = graphql_payload(port, query, variables)
     assert "errors" not in payload, payload
     return payload["data"]
 

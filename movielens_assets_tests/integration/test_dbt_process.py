@@ -93,5 +93,7 @@ def test_a_seed_is_checkpointed_into_the_file_and_logged(tmp_path: Path):
             "select count(*) from dev.seed_movie_release_dates"
         ).fetchall()
     assert rows == len(csv_rows(SEED))
-    assert "Completed successfully" in (tmp_path / "logs" / "dbt.log").read_text()
+    log = (tmp_path / "logs" / "dbt.log").read_text()
+    assert "Completed successfully" in log
+    assert "Command `dbt seed` succeeded" in log  # named as the dbt script names it
     assert (tmp_path / "target" / "run_results.json").exists()

@@ -91,17 +91,15 @@ def build_raw_assets(settings: Settings) -> dg.AssetsDefinition:
                     dataset, objects, client, s3.bucket, context.run.run_id, log
                 )
 
-            def listed_bytes(dataset: str) -> int:
-                return sum(obj.size for obj in listed[dataset])
-
             failures: list[str] = []
             with ThreadPoolExecutor(max_workers=3) as pool:
                 listed = dict(zip(selected, pool.map(listing, selected), strict=True))
+                size = {name: sum(obj.size for obj in objects) for name, objects in listed.items()}
                 # The largest dataset first: its load is the step's critical path (at ml-20m,
                 # ratings started last, behind three small ones). Each is reported when done.
                 futures = {
                     pool.submit(load, name, listed[name]): name
-                    for name in sorted(selected, key=listed_bytes, reverse=True)
+                    for name in sorted(selected, key=size.__getitem__, reverse=True)
                 }
                 for future in as_completed(futures):
                     name = futures[future]
