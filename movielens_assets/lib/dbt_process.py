@@ -16,6 +16,8 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 
 def exit_status(code: object) -> int:
@@ -28,21 +30,41 @@ def exit_status(code: object) -> int:
     return 1
 
 
-def main() -> None:
-    """Run dbt's command line on ``sys.argv[1:]`` and end the process with its status."""
+def run(argv: Sequence[str], manifest: Any = None) -> int:
+    """dbt's command line on ``argv`` (on an already parsed ``manifest`` if given): its status."""
     from dbt.cli.main import cli
 
     try:
         # click names the command after the program; under ``python -m`` it would be
         # "python -m movielens_assets.lib.dbt_process" in dbt's "Command `...` succeeded" line
-        cli(prog_name="dbt")
-        status = 0
+        cli.main(list(argv), prog_name="dbt", obj={"manifest": manifest} if manifest else None)
+        return 0
     except SystemExit as exit:
-        status = exit_status(exit.code)
+        return exit_status(exit.code)
+
+
+def finish(status: int) -> NoReturn:
+    """Run the exit handlers, flush, and end the process with ``status``, skipping teardown."""
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def main() -> None:
+    """Run dbt on ``sys.argv[1:]``, on the warm server of ``MOVIELENS_DBT_SERVER`` if one
+    answers (``dbt_server.py``), else here; end the process with dbt's status."""
+    server = os.environ.get("MOVIELENS_DBT_SERVER")
+    if server:
+        from movielens_assets.lib.dbt_server import call_server
+
+        status = call_server(server, sys.argv[1:])
+        if status is not None:
+            finish(status)
+        print(
+            f"movielens-dbt: no dbt server answers on {server}; running dbt here", file=sys.stderr
+        )
+    finish(run(sys.argv[1:]))
 
 
 if __name__ == "__main__":

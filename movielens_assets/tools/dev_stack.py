@@ -1,7 +1,8 @@
-"""`movielens dev`'s stack: the loopback S3 server, the Dagster webserver and the daemon.
+"""`movielens dev`'s stack: the loopback S3 server, a warm dbt, the Dagster webserver and daemon.
 
-The webserver and the daemon run under ``lib/tether.py``: killed with SIGKILL, `movielens dev`
-leaves nothing behind. A part that cannot start is named (``DevStackError``).
+The dbt server (``lib/dbt_server.py``), the webserver and the daemon run under
+``lib/tether.py``: killed with SIGKILL, `movielens dev` leaves nothing behind. A part that
+cannot start is named (``DevStackError``).
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ def _stop(processes: dict[str, subprocess.Popen]) -> None:
 def run_dev_stack(port: int) -> int:
     """Run the stack on ``port`` until interrupted; raises ``DevStackError`` naming a part that
     cannot start or stops."""
+    from movielens_assets.lib.dbt_server import SERVER_ENV, server_command, socket_for
     from movielens_assets.lib.redact import redact
     from movielens_assets.tools.local_s3 import s3_endpoint
     from movielens_assets.tools.notifications import landing_queue_env
@@ -130,11 +132,14 @@ def run_dev_stack(port: int) -> int:
             ensure_manifest(refresh=True)  # the dev loop: pick up edits to the dbt project
         with _starting(f"the local S3 server (state in {settings.local_s3_dir})"):
             endpoint = stack.enter_context(s3_endpoint(settings))
-        env = {**os.environ, "MOVIELENS_HOME": str(settings.home)}
+        dbt_socket = socket_for(settings.home)
+        env = {**os.environ, "MOVIELENS_HOME": str(settings.home), SERVER_ENV: str(dbt_socket)}
         env.update(landing_queue_env(settings, endpoint, progress=_progress))
         workspace = str(PROJECT_ROOT / "workspace.yaml")
         bin_dir = Path(sys.executable).parent
         commands = {
+            # the runs' dbt calls fork from it, dbt imported and parsed (lib/dbt_server.py)
+            "dbt server": server_command(dbt_socket),
             "webserver": [
                 str(bin_dir / "dagster-webserver"),
                 *("-w", workspace, "-h", UI_HOST, "-p", str(port)),

@@ -175,6 +175,19 @@ def is_dbt_build(process: Process) -> bool:
     )
 
 
+def server_forks(table: dict[int, Process], home: Path) -> list[int]:
+    """The dbt calls running on the home's dbt server (``lib/dbt_server.py``, which ``movielens
+    dev`` starts): its forks, which have its command line, where the dbt of a run then runs."""
+    servers = [
+        process
+        for process in table.values()
+        if process.cmdline[1:3] == ["-m", "movielens_assets.lib.dbt_server"]
+        and of_home(process.pid, home)
+    ]
+    pids = {server.pid for server in servers}
+    return [server.pid for server in servers if server.ppid in pids]
+
+
 def wait_for(what: str, probe: Callable[[], object], timeout: float, every: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -222,6 +235,12 @@ class RunningDbt:
     worker: int
     launcher: int
     dbt: int
+    forks: tuple[int, ...]
+    """The dbt server's forks running then (the run's dbt, handed to the server by ``dbt``)."""
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.dbt, self.launcher, *self.forks]
 
 
 def wait_for_dbt(stack: Stack, timeout: float = 400) -> RunningDbt:
@@ -234,9 +253,10 @@ def wait_for_dbt(stack: Stack, timeout: float = 400) -> RunningDbt:
             return None
         table = processes()
         dbts = [process for process in descendants(worker, table) if is_dbt_build(process)]
-        if not dbts:
+        forks = tuple(server_forks(table, stack.home))
+        if not dbts or not forks:
             return None
-        return RunningDbt(run_id, worker, dbts[0].ppid, dbts[0].pid)
+        return RunningDbt(run_id, worker, dbts[0].ppid, dbts[0].pid, forks)
 
     return wait_for("a run's dbt build process", probe, timeout, every=0.2)
 
@@ -401,8 +421,10 @@ def test_dbt_ends_with_a_killed_worker_and_with_a_terminated_run_and_the_next_ru
     # 1. the run worker is SIGKILLed while dbt runs: its dbt ends with it
     killed = wait_for_dbt(stack)
     os.kill(killed.worker, signal.SIGKILL)
-    seconds = seconds_until_gone([killed.dbt, killed.launcher], timeout=DBT_GONE_SECONDS)
-    left = [p for p in processes().values() if is_dbt_build(p) and of_home(p.pid, stack.home)]
+    seconds = seconds_until_gone(killed.pids, timeout=DBT_GONE_SECONDS)
+    table = processes()
+    left = [p for p in table.values() if is_dbt_build(p) and of_home(p.pid, stack.home)]
+    left += server_forks(table, stack.home)
     assert seconds <= DBT_GONE_SECONDS and not left, f"dbt outlived its worker: {left}"
     record_property("worker_death_to_dbt_end_ms", round(seconds * 1000, 1))
     print(f"\nworker SIGKILL -> dbt gone: {seconds * 1000:.1f} ms")
@@ -418,10 +440,10 @@ def test_dbt_ends_with_a_killed_worker_and_with_a_terminated_run_and_the_next_ru
         timeout=300,
         every=0.2,
     )
-    assert alive(terminated.dbt), "dbt finished before it could be terminated: land more rows"
+    assert all(map(alive, terminated.pids)), "dbt finished before it could be terminated"
     answer = stack.graphql(TERMINATE, {"runId": second})["terminateRun"]
     assert answer["__typename"] == "TerminateRunSuccess", answer
-    seconds = seconds_until_gone([terminated.dbt, terminated.launcher], DBT_GONE_SECONDS)
+    seconds = seconds_until_gone(terminated.pids, DBT_GONE_SECONDS)
     assert seconds <= DBT_GONE_SECONDS, "dbt still runs 10 s after terminateRun"
     record_property("terminate_to_dbt_end_s", round(seconds, 2))
     print(f"\nterminateRun -> dbt gone: {seconds:.2f} s")

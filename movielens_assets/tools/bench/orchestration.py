@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from movielens_assets.lib.dbt_server import SERVER_ENV, serving, socket_for
 from movielens_assets.tools.bench.errors import BenchError
 from movielens_assets.tools.bench.paths import PROJECT_ROOT
 
@@ -52,12 +53,15 @@ class Runner:
         self.progress = progress
         self.base_env = clean_environment()
         self.endpoint: str | None = None
+        self.dbt_socket: Path | None = None
 
     def env(self, **extra: str) -> dict[str, str]:
         """The children's environment: no inherited MOVIELENS_/AWS endpoint/Dagster settings."""
         env = dict(self.base_env)
         if self.endpoint:
             env["AWS_ENDPOINT_URL_S3"] = self.endpoint
+        if self.dbt_socket:
+            env[SERVER_ENV] = str(self.dbt_socket)
         env.update(extra)
         return env
 
@@ -141,6 +145,23 @@ class Runner:
                 process.returncode = os.waitstatus_to_exitcode(status)
                 record["peak_rss_mib"] = usage.ru_maxrss / 1024
             log.close()
+
+    @contextlib.contextmanager
+    def dbt_server(self) -> Iterator[dict[str, Any]]:
+        """A warm dbt (``lib/dbt_server.py``) for the phases run meanwhile, as ``movielens dev``
+        runs one for its runs; yields its record (its peak RSS, once stopped)."""
+        record: dict[str, Any] = {}
+        path = socket_for(self.work)
+        with (self.logs / "dbt-server.log").open("wb") as log, serving(path, log) as process:
+            self.dbt_socket = path
+            try:
+                yield record
+            finally:
+                self.dbt_socket = None
+                process.send_signal(signal.SIGTERM)
+                _, status, usage = os.wait4(process.pid, 0)
+                process.returncode = os.waitstatus_to_exitcode(status)
+                record["peak_rss_mib"] = usage.ru_maxrss / 1024
 
 
 def clean_environment() -> dict[str, str]:
