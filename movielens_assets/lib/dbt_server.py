@@ -118,7 +118,9 @@ def parse_key(argv: Sequence[str], env: dict[str, str], cwd: str) -> str:
         variable: _flag(argv, flags) or env.get(variable) for variable, flags in PARSE_FLAGS.items()
     }
     project = Path(cwd, selected["DBT_PROJECT_DIR"] or ".").resolve()
-    profiles = Path(cwd, selected["DBT_PROFILES_DIR"] or Path.home() / ".dbt").resolve()
+    # dbt's default: the working folder if it has a profiles.yml, else ~/.dbt
+    default_profiles = Path(cwd) if Path(cwd, "profiles.yml").exists() else Path.home() / ".dbt"
+    profiles = Path(cwd, selected["DBT_PROFILES_DIR"] or default_profiles).resolve()
     variables = sorted(
         (name, value)
         for name, value in env.items()

@@ -113,13 +113,16 @@ def test_a_scoped_run_merges_a_re_rating_and_passes(home, landing):
 
 
 def project_whose_merge_appends(tmp_path: Path, warehouse: Path) -> DbtProject:
-    """A copy of the dbt project whose fct_ratings appends new rows instead of merging them."""
+    """A copy of the dbt project whose fct_ratings appends new rows instead of replacing the
+    rows of their keys."""
     copy = tmp_path / "movielens_dbt"
     shutil.copytree(DBT_PROJECT_DIR, copy, ignore=shutil.ignore_patterns("target", "logs"))
     model = copy / "models" / "facts" / "fct_ratings.sql"
     text = model.read_text()
-    assert "incremental_strategy='merge'" in text
-    model.write_text(text.replace("incremental_strategy='merge'", "incremental_strategy='append'"))
+    assert "incremental_strategy='delete+insert'" in text
+    model.write_text(
+        text.replace("incremental_strategy='delete+insert'", "incremental_strategy='append'")
+    )
     subprocess.run(
         [str(BIN / "dbt"), "parse", "--project-dir", str(copy), "--profiles-dir", str(copy)],
         env={"PATH": str(BIN), "MOVIELENS_DUCKDB_PATH": str(warehouse), "DO_NOT_TRACK": "1"},
@@ -143,3 +146,52 @@ def test_a_merge_that_appends_a_re_rating_fails_the_scoped_uniqueness_check(
     pairs, rows = pairs_and_rows(home)
     assert rows == pairs + 1  # the re-rating was appended: one key twice
     assert not check_passed(scoped, UNIQUE)
+
+
+RELATIONSHIP = "relationships_fct_ratings_movie_id__movie_id__ref_dim_movies_"
+ACCEPTED = (
+    "accepted_values_fct_ratings_rating__False__0_5__1_0__1_5__2_0__2_5__3_0__3_5__4_0__4_5__5_0"
+)
+
+
+def test_a_scoped_run_fails_new_rows_of_an_unknown_movie_or_a_wrong_rating(home, landing):
+    """The scoped relationships and accepted-values checks read the new rows: a rating of a
+    movie no movies file lists, and a re-rating to 7 stars, each fail them. (The loader refuses
+    a 7-star rating; it is written into RAW as a faulty loader would, with a new load time.)"""
+    assert build(None, {}).success
+    user, movie, _, timestamp = re_rating_of_the_first_sample_pair()
+    unknown = max(int(row[0]) for row in csv_rows(SAMPLE / "movies.csv")) + 1
+    land_and_load_ratings(landing, home, [[user, str(unknown), "4.0", timestamp]])
+    with duckdb.connect(str(home / "warehouse.duckdb")) as connection:
+        connection.execute(
+            "insert into raw.raw_ratings "
+            "select ?, ?, 7.0, ?, 'faulty-loader.csv', now()::timestamp",
+            [int(user), int(movie), int(timestamp)],
+        )
+
+    scoped = build(None, SCOPED_RUN, selection=[FCT_RATINGS])
+
+    assert not check_passed(scoped, RELATIONSHIP)
+    assert not check_passed(scoped, ACCEPTED)
+    assert check_passed(scoped, UNIQUE)
+
+
+def test_scoped_relationships_and_values_leave_old_rows_to_the_whole_table_runs(home):
+    """Rows no merge touched since the last run are not read by a scoped run; a whole-table run
+    still finds an old rating whose movie is gone and an old wrong value."""
+    assert build(None, {}).success
+    with duckdb.connect(str(home / "warehouse.duckdb")) as connection:
+        [(user, movie)] = connection.execute(
+            "select user_id, movie_id from dev.fct_ratings order by user_id, movie_id limit 1"
+        ).fetchall()
+        connection.execute("delete from dev.dim_movies where movie_id = ?", [movie])
+        connection.execute(
+            "update dev.fct_ratings set rating = 7.0 where user_id = ? and movie_id = ?",
+            [user, movie],
+        )
+
+    scoped = build(None, SCOPED_RUN, selection=[FCT_RATINGS])
+    whole = build(None, {}, selection=[FCT_RATINGS])
+
+    assert check_passed(scoped, RELATIONSHIP) and check_passed(scoped, ACCEPTED)
+    assert not check_passed(whole, RELATIONSHIP) and not check_passed(whole, ACCEPTED)

@@ -1,7 +1,13 @@
+{#
+    delete+insert, not merge: the same rows (the new loads hold one row per key), but the row of
+    a re-rated pair is deleted and appended instead of updated in place. On DuckDB an update
+    rewrites, at the checkpoint, every row group it touched, and re-ratings touch nearly all of
+    them: 0.6 s of each sensor run at ml-20m, growing with the table; a delete only marks rows.
+#}
 {{
     config(
         unique_key=['user_id', 'movie_id'],
-        incremental_strategy='merge',
+        incremental_strategy='delete+insert',
         on_schema_change='fail',
     )
 }}
