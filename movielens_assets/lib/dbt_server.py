@@ -181,6 +181,8 @@ class Server:
             self.key, self.manifest = (key, result.result) if result.success else (None, None)
             outcome = "parsed" if result.success else "could not parse (the call will say why)"
             say(f"{outcome} the project in {time.perf_counter() - started:.2f} s for `{command}`")
+        elif command in MANIFEST_COMMANDS:
+            say(f"`{command}` on the project parsed before")
         return self.manifest if command in MANIFEST_COMMANDS else None
 
     def serve(self, parent: int | None) -> None:

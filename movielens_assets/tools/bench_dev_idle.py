@@ -43,6 +43,7 @@ def _role(pid: int) -> str:
         ("lib.tether", "launcher"),  # first: its command line names what it launches
         ("resource_tracker", "multiprocessing resource tracker"),
         ("local_s3_server", "loopback S3 server"),
+        ("lib.dbt_server", "dbt server"),
         ("dagster-webserver", "webserver"),
         ("dagster-daemon", "daemon"),
         ("dagster api grpc", "code server"),

@@ -154,6 +154,7 @@ def test_the_json_has_every_phase_every_ratio_and_every_target(bench):
     )
     assert {"raw_tables", "movielens_dbt_models"} <= set(bench["phases"]["incremental"]["steps"])
     assert bench["s3_server_peak_rss_mib"] > 0
+    assert bench["dbt_server_peak_rss_mib"] > 0
     assert set(bench["ratios"]) == {
         "pipeline_over_baseline",
         "plain_dbt_over_baseline",
@@ -216,3 +217,11 @@ def test_the_quarter_ratios_compare_the_same_file_across_tables_and_files_on_one
         "peak_rss_mib": True,
         "code_location_s": True,
     }
+
+
+def test_the_runs_dbt_calls_were_forks_of_the_warm_server(bench):
+    """The pipeline and the incremental run hand dbt to the bench's dbt server: it parsed once,
+    for the untimed parse, and both runs' builds ran on that parse."""
+    server_log = (Path(bench["work_dir"]) / "logs" / "dbt-server.log").read_text()
+    assert server_log.count("parsed the project") == 1
+    assert server_log.count("`build` on the project parsed before") == 2

@@ -142,6 +142,7 @@ def test_a_parse_is_reused_until_a_file_or_the_warehouse_changes(
     done = finished(project, run_probe, env_for(socket, first, tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert parses(log) == 1, "the second call parsed again"
+    assert "`run` on the project parsed before" in log.read_text()
 
     (project / "models" / "probe.sql").write_text("select 2 as answer\n")
     done = finished(project, run_probe, env_for(socket, first, tmp_path))

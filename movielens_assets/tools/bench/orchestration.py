@@ -73,8 +73,13 @@ class Runner:
         check: bool = True,
         result_file: Path | None = None,
     ) -> Measured:
-        """Run ``argv`` to completion; wall time and ``wait4``'s peak RSS of its tree."""
+        """Run ``argv`` to completion; wall time and ``wait4``'s peak RSS of its tree.
+
+        The disk's dirty pages are written first (untimed): a phase does not pay for writing the
+        files the one before it left (gigabytes of DuckDB files and landed objects).
+        """
         log = self.logs / f"{label}.log"
+        os.sync()
         started = time.perf_counter()
         with log.open("wb") as handle:
             process = subprocess.Popen(

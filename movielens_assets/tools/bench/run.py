@@ -137,7 +137,8 @@ def run_bench(
             "counts-plain-dbt", "counts", {"database": str(plain_database)}
         ).result["counts"],
     }
-    ratios, targets = assess(phases, s3_peak)
+    dbt_peak = dbt_record.get("peak_rss_mib")
+    ratios, targets = assess(phases, s3_peak, dbt_peak)
     results = {
         "ratings": ratings,
         "seed": seed,
@@ -148,7 +149,7 @@ def run_bench(
         "phases": phases,
         "preparation": prep,
         "s3_server_peak_rss_mib": round(s3_peak, 1) if s3_peak is not None else None,
-        "dbt_server_peak_rss_mib": round(dbt_record.get("peak_rss_mib", 0.0), 1),
+        "dbt_server_peak_rss_mib": round(dbt_peak, 1) if dbt_peak is not None else None,
         "ratios": ratios,
         "targets": targets,
         "increments": {
