@@ -15,14 +15,15 @@ tests), without dbt's unit tests, as the pipeline's build runs it: a unit test s
 fixtures in temporary tables, which fakesnow refuses as described next ("TEMPORARY table
 names ..."); they run on DuckDB in ``test_dbt_unit_tests.py``. A second ``dbt build`` on
 the same server fails, on fakesnow only, as measured here:
-``fct_ratings`` and ``fct_genome_scores`` (incremental, strategy ``merge``) and the snapshot
+``fct_ratings`` and ``fct_genome_scores`` (incremental, strategy ``delete+insert``, and the
+same with ``merge`` before it) and the snapshot
 ``snap_tags`` stop with "001003 (42000): Parser Error: TEMPORARY table names can *only* use
 the "temp" catalog", and the 24 tests and models downstream of them are skipped. On a rerun,
 dbt-snowflake first stages the new rows in ``create or replace temporary table
 MOVIELENS.DEV.<name>__dbt_tmp``; DuckDB keeps temporary tables in its own ``temp`` catalog and
 refuses a database-qualified name, and fakesnow passes the name through. The step after it,
-which this project never reaches on fakesnow, is a ``MERGE`` inside ``begin ... commit`` that
-writes to two DuckDB catalogs (FIELD-NOTES: DuckDB refuses such a multi-database transaction,
+which this project never reaches on fakesnow, is a write inside ``begin ... commit`` that
+reads and writes two DuckDB catalogs (FIELD-NOTES: DuckDB refuses such a multi-database transaction,
 and fakesnow mis-parses an unqualified ``MERGE ... VALUES (col)``). So second runs of
 incremental models and snapshots are covered on DuckDB only, and on Snowflake by the stock
 dbt-snowflake materializations; no production macro works around fakesnow.

@@ -3,6 +3,7 @@
     a re-scored pair is deleted and appended instead of updated in place. On DuckDB an update
     rewrites, at the checkpoint, every row group it touched, and re-ratings touch nearly all of
     them: 0.6 s of each sensor run at ml-20m, growing with the table; a delete only marks rows.
+    On Snowflake both rewrite the micro-partitions they touch.
 #}
 {{
     config(
