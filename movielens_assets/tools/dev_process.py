@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -56,11 +57,29 @@ def graphql_payload(
     return payload
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PICKED_PORT = 10_000
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's ephemeral
+    range: a server that binds port 0 meanwhile (the loopback S3 of the stack being started)
+    cannot be handed the same port. (Picked from the ephemeral range, it once was: the
+    webserver then failed with "address already in use".)"""
+    try:
+        first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32_768
+    highest = max(first_ephemeral, LOWEST_PICKED_PORT + 1)
+    for _ in range(200):
+        port = random.randrange(LOWEST_PICKED_PORT, highest)  # noqa: S311 - not a secret
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port between {LOWEST_PICKED_PORT} and {first_ephemeral} on 127.0.0.1")
 
 
 @dataclass

@@ -53,6 +53,7 @@ from movielens_assets.defs.dbt.assets import build_dbt_assets
 from movielens_assets.lib import s3 as s3lib
 from movielens_assets.project import movielens_project
 from movielens_assets.settings import PROJECT_ROOT, Settings
+from movielens_assets.tools.dev_process import free_port
 from movielens_assets.warehouse.snowflake.setup_sql import CSV_FORMAT_OPTIONS
 from movielens_assets.warehouse.snowflake.sql import DEFAULT_FILE_FORMAT, DEFAULT_STAGE
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
@@ -115,12 +116,6 @@ and starts in under a second)."""
 
 QUERY_TAGS = "query-tags.jsonl"
 """The file, in the test's folder, where the server records each query tag a session sets."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_listening(port: int, process: subprocess.Popen, timeout: float = 30) -> None:
