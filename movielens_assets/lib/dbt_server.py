@@ -284,7 +284,7 @@ def read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
 def run_call(request: dict[str, Any], fds: list[int], manifest: Any, client: int) -> None:
     """In the fork: become the client's dbt, and end with dbt's status (never returns)."""
     from movielens_assets.lib import dbt_process
-    from movielens_assets.lib.tether import _ended, _pidfd
+    from movielens_assets.lib.tether import ended_within, pidfd_of
 
     try:
         import ctypes
@@ -301,10 +301,10 @@ def run_call(request: dict[str, Any], fds: list[int], manifest: Any, client: int
         os.chdir(request["cwd"])
         unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
         sys.stdout.reconfigure(line_buffering=True, write_through=unbuffered)  # type: ignore[union-attr]
-        client_fd = _pidfd(client)
+        client_fd = pidfd_of(client)
 
         def end_with_client() -> None:
-            while not _ended(client_fd, 0.2):
+            while not ended_within(client_fd, 0.2):
                 pass
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -71,10 +71,10 @@ def end_with_spawning_process() -> threading.Thread | None:
     if spawner is None or spawner.pid is None:
         return None
     parent = spawner.pid
-    parent_fd = _pidfd(parent)
+    parent_fd = pidfd_of(parent)
 
     def watch() -> None:
-        while os.getppid() == parent and not _ended(parent_fd, POLL_SECONDS):
+        while os.getppid() == parent and not ended_within(parent_fd, POLL_SECONDS):
             pass
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -83,7 +83,7 @@ def end_with_spawning_process() -> threading.Thread | None:
     return thread
 
 
-def _ended(fd: int | None, timeout: float) -> bool:
+def ended_within(fd: int | None, timeout: float) -> bool:
     """Whether the process behind a pidfd ended within ``timeout`` s (without one: sleeps)."""
     if fd is None:
         time.sleep(timeout)
@@ -92,7 +92,7 @@ def _ended(fd: int | None, timeout: float) -> bool:
     return bool(ready)
 
 
-def _pidfd(pid: int) -> int | None:
+def pidfd_of(pid: int) -> int | None:
     """A pidfd of ``pid`` (readable once the whole process has ended), or None if unsupported."""
     if not hasattr(os, "pidfd_open"):
         return None
@@ -186,7 +186,7 @@ def run_tethered(
     if not command:
         raise TetherError("no command to run")
     parent = os.getppid()
-    parent_fd = _pidfd(parent)
+    parent_fd = pidfd_of(parent)
     if parent == 1 or os.getppid() != parent:
         return ORPHANED
     pending: list[int] = []
@@ -214,7 +214,7 @@ def run_tethered(
             raise TetherError(f"cannot start {command[0]}: {error}") from error
         for signum in pending:
             forward(signum, None)
-        child_fd = _pidfd(child.pid)
+        child_fd = pidfd_of(child.pid)
         watched = [fd for fd in (parent_fd, child_fd) if fd is not None]
         while True:
             # pidfds wake the loop at once; the timeout is for deadlines and pidfd-less systems
