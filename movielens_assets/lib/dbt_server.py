@@ -152,11 +152,13 @@ class Server:
         self.manifest: Any = None
         self.path = path
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        umask = os.umask(0o077)  # the socket: only this user may hand the server a call
         try:
-            os.umask(0o077)  # only this user may hand the server a call
             self.listener.bind(str(path))
         except OSError as error:
             raise DbtServerError(f"cannot listen on {path}: {error}") from error
+        finally:
+            os.umask(umask)
         self.listener.listen(16)
         self.children: dict[int, tuple[int, socket.socket]] = {}
 
@@ -274,7 +276,7 @@ def read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
                 raise ValueError("the call ended early")
             body += chunk
         request = json.loads(body)
-        return {key: request[key] for key in ("argv", "env", "cwd")}, fds
+        return {key: request[key] for key in ("argv", "env", "cwd", "umask")}, fds
     except (OSError, ValueError, KeyError, TypeError):
         for fd in fds:
             os.close(fd)
@@ -299,6 +301,7 @@ def run_call(request: dict[str, Any], fds: list[int], manifest: Any, client: int
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        os.umask(request["umask"])  # dbt's files get the modes the client's own would
         unbuffered = bool(os.environ.get("PYTHONUNBUFFERED"))
         sys.stdout.reconfigure(line_buffering=True, write_through=unbuffered)  # type: ignore[union-attr]
         client_fd = pidfd_of(client)
@@ -322,7 +325,11 @@ def call_server(path: str, argv: Sequence[str]) -> int | None:
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(path)
-        body = json.dumps({"argv": list(argv), "env": dict(os.environ), "cwd": os.getcwd()})
+        umask = os.umask(0)
+        os.umask(umask)
+        body = json.dumps(
+            {"argv": list(argv), "env": dict(os.environ), "cwd": os.getcwd(), "umask": umask}
+        )
         socket.send_fds(connection, [HEADER.pack(len(body.encode()))], [0, 1, 2])
         connection.sendall(body.encode())
         replies = connection.makefile("rb")

@@ -56,7 +56,7 @@ def env_for(socket: Path, database: Path, home: Path) -> dict[str, str]:
 
 
 def call(project: Path, args: list[str], env: dict[str, str], **popen) -> subprocess.Popen:
-    """``dbt_process <args>`` on ``project``, artifacts beside it."""
+    """``dbt_process <args>`` on ``project``, artifacts beside it, with umask 022."""
     folder = project.parent
     argv = [
         *DBT_PROCESS,
@@ -64,7 +64,7 @@ def call(project: Path, args: list[str], env: dict[str, str], **popen) -> subpro
         *("--project-dir", str(project), "--profiles-dir", str(project)),
         *("--target-path", str(folder / "target"), "--log-path", str(folder / "logs")),
     ]
-    return subprocess.Popen(argv, env=env, cwd=folder, text=True, **popen)
+    return subprocess.Popen(argv, env=env, cwd=folder, text=True, umask=0o022, **popen)
 
 
 def finished(project: Path, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -153,6 +153,8 @@ def test_a_parse_is_reused_until_a_file_or_the_warehouse_changes(
     assert done.returncode == 0, done.stdout + done.stderr
     assert (answer(second), parses(log)) == (2, 3)
     assert "no dbt server answers" not in done.stderr
+    # the files dbt made have the modes the caller's umask (022 here) gives, not the socket's
+    assert (second.stat().st_mode & 0o777, socket.stat().st_mode & 0o077) == (0o644, 0)
 
 
 def test_a_killed_client_ends_its_dbt_and_the_server_serves_on(
