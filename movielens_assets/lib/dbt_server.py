@@ -46,6 +46,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from movielens_assets.lib.tether import FORWARDED_SIGNALS, ended_within, pidfd_of
+
 SERVER_ENV = "MOVIELENS_DBT_SERVER"
 """The server's socket path, for ``dbt_process`` to hand its call to."""
 MANIFEST_COMMANDS = frozenset(
@@ -160,7 +162,8 @@ class Server:
         finally:
             os.umask(umask)
         self.listener.listen(16)
-        self.children: dict[int, tuple[int, socket.socket]] = {}
+        self.clients: dict[int, socket.socket] = {}
+        """Each running fork's client connection, by the fork's pid."""
 
     def manifest_for(self, argv: list[str], env: dict[str, str], cwd: str) -> Any:
         """The manifest this call would parse, parsed again only if its key changed."""
@@ -239,13 +242,13 @@ class Server:
             pass  # the client is gone: the fork sees it too, and ends
         pidfd = os.pidfd_open(pid)
         events.register(pidfd, selectors.EVENT_READ, pid)
-        self.children[pid] = (pidfd, connection)
+        self.clients[pid] = connection
 
     def reap(self, events: selectors.BaseSelector, pidfd: Any, pid: int) -> None:
         """Send an ended fork's exit status to its client."""
         events.unregister(pidfd)
         os.close(pidfd)
-        _, connection = self.children.pop(pid)
+        connection = self.clients.pop(pid)
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         try:
@@ -286,7 +289,6 @@ def read_request(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
 def run_call(request: dict[str, Any], fds: list[int], manifest: Any, client: int) -> None:
     """In the fork: become the client's dbt, and end with dbt's status (never returns)."""
     from movielens_assets.lib import dbt_process
-    from movielens_assets.lib.tether import ended_within, pidfd_of
 
     try:
         import ctypes
@@ -347,7 +349,7 @@ def call_server(path: str, argv: Sequence[str]) -> int | None:
         except ProcessLookupError:
             pass
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
     ended = replies.readline().split()
     if len(ended) != 2 or ended[0] != b"exit":

@@ -20,6 +20,7 @@ import pytest
 
 from movielens_assets.lib.dbt_server import SERVER_ENV, serving
 from movielens_assets_tests.conftest import REPO
+from movielens_assets_tests.e2e.test_run_faults import alive, processes
 
 DBT_PROCESS = [sys.executable, "-m", "movielens_assets.lib.dbt_process"]
 SLOW_QUERY = "select sum(i) from range(200000000000) t(i)"
@@ -86,32 +87,8 @@ def parses(log: Path) -> int:
 def forks(pid: int) -> list[int]:
     """The server's forks: its children with its command line (not, say, the resource tracker
     of ``multiprocessing`` that dbt may start)."""
-    own = Path(f"/proc/{pid}/cmdline").read_bytes()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and own == _cmdline(entry):
-                found.append(int(entry.name))
-    return found
-
-
-def _cmdline(entry: Path) -> bytes:
-    try:
-        return (entry / "cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    table = processes()
+    return [p.pid for p in table.values() if p.ppid == pid and p.cmdline == table[pid].cmdline]
 
 
 def wait_until(what: str, probe, timeout: float = 60.0):
