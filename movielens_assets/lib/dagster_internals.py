@@ -58,6 +58,35 @@ def resolve_selection(
     return set(selection.resolve(list(assets_defs)))
 
 
+def own_pool_limits(instance: dg.DagsterInstance) -> dict[str, int]:
+    """The pools that have a limit of their own (not taken from ``default_limit``) and their
+    limits: ``EventLogStorage.get_pool_limits()``, whose ``from_default`` says which; the UI's
+    pools page reads the same."""
+    return {
+        pool.name: pool.limit
+        for pool in instance.event_log_storage.get_pool_limits()
+        if not pool.from_default
+    }
+
+
+def set_pool_limit(instance: dg.DagsterInstance, pool: str, limit: int) -> None:
+    """Give ``pool`` a limit of its own: what ``dagster instance concurrency set`` calls
+    (``EventLogStorage.set_concurrency_slots``)."""
+    instance.event_log_storage.set_concurrency_slots(pool, limit)
+
+
+def default_pool_limit(instance: dg.DagsterInstance) -> int | None:
+    """``concurrency.pools.default_limit`` of the instance's ``dagster.yaml``, as Dagster read it
+    (``DagsterInstance.global_op_concurrency_default_limit``), or None when it has none."""
+    return instance.global_op_concurrency_default_limit
+
+
+def has_pool_tables(instance: dg.DagsterInstance) -> bool:
+    """Whether the instance's storage holds pool limits
+    (``EventLogStorage.supports_global_concurrency_limits``)."""
+    return instance.event_log_storage.supports_global_concurrency_limits
+
+
 class StreamingDbtCliResource(DbtCliResource):
     """dagster-dbt's dbt resource without two per-step costs the streaming dbt step does not need.
 

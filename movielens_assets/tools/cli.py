@@ -238,6 +238,16 @@ def cmd_check_instance(args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_init_pools(args: argparse.Namespace) -> int:
+    """Give each of the project's pools a limit of its own (after ``dagster instance migrate``)."""
+    from movielens_assets.tools.instance_pools import run_init_pools
+
+    status, lines = run_init_pools()
+    for line in lines:
+        print(line, file=sys.stderr if status else sys.stdout)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(prog="movielens", description=__doc__)
@@ -315,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the production instance's PostgreSQL connection (DAGSTER_PG_*)",
     )
     check.set_defaults(handler=cmd_check_instance)
+
+    pools = commands.add_parser(
+        "init-pools",
+        help="give the project's pools limits of their own on the instance (DAGSTER_HOME)",
+    )
+    pools.set_defaults(handler=cmd_init_pools)
     return parser
 
 

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from movielens_assets.tools.local_s3 import LOCAL_CREDENTIALS
 from movielens_assets_tests.conftest import REPO
 from movielens_assets_tests.e2e.deployment import graphql, wait_for
@@ -27,6 +29,23 @@ from movielens_assets_tests.postgres_cluster import Cluster, free_port, throwawa
 
 BIN = Path(sys.executable).parent
 WORKSPACE = REPO / "deploy" / "workspace.yaml"
+
+
+def migrate_commands() -> list[list[str]]:
+    """The compose file's ``migrate`` service (``sh -c "a && b && c"``): each command's argv, its
+    program from this venv."""
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
+    shell, flag, script = compose["services"]["migrate"]["command"]
+    assert (shell, flag) == ("sh", "-c"), "the migrate service is no longer one sh -c script"
+    commands = [part.split() for part in script.split("&&")]
+    return [[str(BIN / command[0]), *command[1:]] for command in commands]
+
+
+def migrate(env: dict[str, str]) -> None:
+    """Run what the compose file's ``migrate`` service runs, in order; fail on the first error."""
+    for command in migrate_commands():
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr}"
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -117,8 +136,8 @@ class Production:
 
 @contextlib.contextmanager
 def production(root: Path, **env: str) -> Iterator[Production]:
-    """PostgreSQL and the S3 server running and the instance's schema created, as the compose
-    file's ``migrate`` service does (``movielens check-instance``, ``dagster instance migrate``);
+    """PostgreSQL and the S3 server running and the instance prepared by the compose file's
+    ``migrate`` service's commands (``migrate``);
     the servers and the daemon are the caller's to start. ``env``: more variables for every
     process. Everything is stopped on exit."""
     dagster_home = root / "dagster_home"
@@ -146,15 +165,7 @@ def production(root: Path, **env: str) -> Iterator[Production]:
         topology = Production(root, shared, postgres, s3_port, code_port, web_port)
         try:
             topology.start("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)])
-            for command in (["movielens", "check-instance"], ["dagster", "instance", "migrate"]):
-                done = subprocess.run(
-                    [str(BIN / command[0]), *command[1:]],
-                    env=shared,
-                    capture_output=True,
-                    text=True,
-                    timeout=300,
-                )
-                assert done.returncode == 0, done.stdout + done.stderr
+            migrate(shared)
             wait_for("the S3 server", lambda: serving_s3(s3_port), 60)
             yield topology
         finally:

@@ -109,10 +109,16 @@ def test_the_sensor_run_of_the_sample_is_recorded_in_postgres(deployment: Deploy
     )[0][0]
     assert materialized > 10
     assert not list(Path(deployment.env["DAGSTER_HOME"]).glob("**/*.db"))  # no SQLite
-    # The DuckDB pool got its limit from default_limit: 1.
-    assert deployment.sql(
-        "select concurrency_key, count(*) from concurrency_slots group by concurrency_key"
-    ) == [("duckdb_warehouse", 1)]
+    # Each pool (the DuckDB one this run used among them) has the limit of its own that the
+    # migrate step's init-pools gave it: default_limit, 1.
+    assert dict(
+        deployment.sql(
+            "select concurrency_key, count(*) from concurrency_slots group by concurrency_key"
+        )
+    ) == {"duckdb_warehouse": 1, "snowflake_raw_loads": 1, "snowflake_dbt_builds": 1}
+    assert deployment.sql("select bool_or(using_default_limit) from concurrency_limits") == [
+        (False,)
+    ]
     ratings = csv_rows(SAMPLE / "ratings.csv")
     assert deployment.warehouse("select count(*) from raw.raw_ratings") == [(len(ratings),)]
     assert deployment.warehouse("select count(*) from dev.fct_ratings") == [(len(ratings),)]

@@ -7,7 +7,9 @@ pool, so two runs really overlap on it. The landing files are on a real loopback
 
 The instance is the production one: ``deploy/dagster.yaml`` as it is (PostgreSQL storage, its
 ``concurrency`` pools) on a throwaway PostgreSQL cluster, since the pools must bind runs in
-different processes. The two runs are two Dagster runs, each in its own process
+different processes, prepared by the compose file's ``migrate`` commands (its schema, then
+``movielens init-pools``: without it this test once failed the second run's dbt step,
+dagster-io/dagster#33552, ``test_instance_pools.py``). The two runs are two Dagster runs, each in its own process
 (``dg.materialize``), on the same new files: RAW of every dataset and the dbt models up to
 ``dim_movies``, on the ``prod`` target (the production pools and loader; the COPY is the
 test-only ``FakesnowWarehouse`` one, whose docstring says why). The RAW pool (limit 1) queues
@@ -49,6 +51,7 @@ from movielens_assets.lib import s3 as s3lib
 from movielens_assets.settings import PROJECT_ROOT, SNOWFLAKE_RAW_POOL
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 from movielens_assets_tests.e2e.deployment import wait_for, write_big_ratings
+from movielens_assets_tests.e2e.production import migrate
 from movielens_assets_tests.integration.test_dbt_on_fakesnow import (  # noqa: F401 (fixtures)
     connect,
     create_stage_and_file_format,
@@ -169,10 +172,9 @@ def test_two_runs_at_once_on_snowflake_load_each_file_once_and_build_consistent_
         "DBT_INDIRECT_SELECTION": "cautious",
         "DO_NOT_TRACK": "1",
     }
-    # The schema first, as a deployment does: two processes creating it at once would race.
-    subprocess.run(
-        [str(BIN / "dagster"), "instance", "migrate"], env=env, check=True, capture_output=True
-    )
+    # The instance prepared first, as the compose file's migrate service does: the schema (two
+    # processes creating it at once would race) and the pools' own limits (instance_pools.py).
+    migrate(env)
 
     runs = [
         subprocess.Popen(

@@ -14,10 +14,14 @@ from movielens_assets.lib.dagster_internals import (
     RESUME_RETRY_TAG,
     StreamingDbtCliResource,
     dbt_manifest_and_translator,
+    default_pool_limit,
+    has_pool_tables,
     job_asset_keys,
     job_assets_defs,
     job_check_count,
+    own_pool_limits,
     resolve_selection,
+    set_pool_limit,
 )
 
 
@@ -39,6 +43,22 @@ def test_a_jobs_asset_layer_lists_its_assets_checks_and_definitions():
     assert job_asset_keys(job) == {dg.AssetKey("first"), dg.AssetKey("second")}
     assert job_check_count(job) == 1
     assert {assets_def.node_def.name for assets_def in job_assets_defs(job)} == {"first", "second"}
+
+
+def test_the_instance_still_tells_own_pool_limits_from_default_ones():
+    """A SQLite test instance (PostgreSQL: integration/test_instance_pools.py): a pool created by
+    a claim takes ``default_limit`` and is not listed as its own; one set is."""
+    pools = {"concurrency": {"pools": {"default_limit": 2}}}
+    with dg.instance_for_test(overrides=pools) as instance:
+        assert has_pool_tables(instance)
+        assert default_pool_limit(instance) == 2
+        instance.event_log_storage.initialize_concurrency_limit_to_default("lazy")
+        set_pool_limit(instance, "set", 3)
+        assert own_pool_limits(instance) == {"set": 3}
+        assert {pool.name for pool in instance.event_log_storage.get_pool_limits()} == {
+            "lazy",
+            "set",
+        }
 
 
 def test_dagster_dbt_still_caches_the_dbt_version_in_a_private_property():

@@ -109,6 +109,22 @@ def test_every_compose_service_of_dagster_runs_one_image(compose):
         assert services[name]["command"][-2:] == ["-w", "deploy/workspace.yaml"]
 
 
+def test_compose_migrates_then_gives_the_pools_their_own_limits_before_anything_starts(compose):
+    services = compose["services"]
+    script = services["migrate"]["command"][-1]
+    assert [part.strip() for part in script.split("&&")] == [
+        "movielens check-instance",
+        "dagster instance migrate",
+        "movielens init-pools",
+    ]
+    # The code server (runs and sensors) waits for it; the webserver and daemon for the server.
+    assert services["code-server"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    for name in ("webserver", "daemon"):
+        assert set(services[name]["depends_on"]) == {"code-server"}, name
+
+
 def test_every_dagster_service_gets_the_instance_variables_and_only_the_code_server_more(compose):
     services = compose["services"]
     instance_vars = {*POSTGRES_VARIABLES, "DAGSTER_CODE_SERVER_HOST", "DAGSTER_CODE_SERVER_PORT"}
