@@ -9,10 +9,10 @@ The instance is the production one: ``deploy/dagster.yaml`` as it is (PostgreSQL
 ``concurrency`` pools) on a throwaway PostgreSQL cluster, since the pools must bind runs in
 different processes, prepared by the compose file's ``migrate`` commands (its schema, then
 ``movielens init-pools``: without it this test once failed the second run's dbt step,
-dagster-io/dagster#33552, ``test_instance_pools.py``). The two runs are two Dagster runs, each in its own process
-(``dg.materialize``), on the same new files: RAW of every dataset and the dbt models up to
-``dim_movies``, on the ``prod`` target (the production pools and loader; the COPY is the
-test-only ``FakesnowWarehouse`` one, whose docstring says why). The RAW pool (limit 1) queues
+dagster-io/dagster#33552, ``test_instance_pools.py``). The two runs are two Dagster runs, each in
+its own process (``dg.materialize``), on the same new files: RAW of every dataset and the dbt
+models up to ``dim_movies``, on the ``prod`` target (the production pools and loader; the COPY is
+the test-only ``FakesnowWarehouse`` one, whose docstring says why). The RAW pool (limit 1) queues
 one run's load behind the other's, which then finds every file in the ledger. dbt stops at
 ``dim_movies``: a second build of the incremental ``fct_ratings`` or of the snapshot fails on
 fakesnow only (``test_dbt_on_fakesnow.py``).

@@ -18,8 +18,9 @@ Plus the time to import the code location. ``run_bench`` returns (and ``--json``
 everything; ``format_table`` renders the table the README shows. Timings are noisy on a shared
 machine: they are measured once, not tuned, and kept out of the test suite.
 
-The S3 server (moto) runs in its own process for the whole benchmark, as under ``movielens dev``;
-``movielens run`` would start it in-process instead.
+The S3 server is the project's loopback one (``tools/local_s3_server.py``: moto's API, objects
+on disk), in its own process for the whole benchmark, as ``movielens run`` and ``movielens dev``
+start it.
 
 The modules, by job:
 

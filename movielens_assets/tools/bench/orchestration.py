@@ -127,7 +127,7 @@ class Runner:
             "-m",
             PHASES_MODULE,
             "s3-server",
-            json.dumps({"endpoint_file": str(endpoint_file)}),
+            json.dumps({"endpoint_file": str(endpoint_file), "state_dir": str(self.work / "s3")}),
             str(self.work / "results" / "s3-server.json"),
         ]
         (self.work / "results").mkdir(parents=True, exist_ok=True)

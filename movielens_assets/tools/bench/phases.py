@@ -66,6 +66,8 @@ def phase_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     """Run ``bench/baseline.sql`` (or its RAW section) on a fresh DuckDB file."""
     import duckdb
 
+    from movielens_assets.settings import Settings
+
     database = Path(spec["database"])
     database.parent.mkdir(parents=True, exist_ok=True)
     database.unlink(missing_ok=True)
@@ -76,6 +78,12 @@ def phase_baseline(spec: dict[str, Any]) -> dict[str, Any]:
         connection.execute("set variable data_dir = ?", [spec["data_dir"]])
         connection.execute("set variable seed_file = ?", [str(SEED_FILE)])
         connection.execute("set variable loaded_at = ?", [datetime.now(UTC).replace(tzinfo=None)])
+        # `_source_file`: the key the land phase gives each file, as the pipeline's RAW holds it
+        prefix = Settings.from_env().prefix
+        for name, path in grouplens_files(Path(spec["data_dir"])):
+            connection.execute(
+                f"set variable {name}_key = ?", [landing_key(prefix, name, path.name)]
+            )
         try:
             connection.execute(script)
         except duckdb.InvalidInputException as failure:
@@ -123,22 +131,32 @@ def phase_counts(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def phase_s3_server(spec: dict[str, Any]) -> dict[str, Any]:
-    """Serve moto's S3 API on loopback until SIGTERM; the endpoint goes to ``endpoint_file``."""
-    from moto.server import ThreadedMotoServer
+    """Serve the loopback S3 server ``movielens run`` and ``movielens dev`` use (moto's API,
+    objects on disk in ``state_dir``) until SIGTERM; the endpoint goes to ``endpoint_file``.
+
+    The server is this phase's child, waited for on SIGTERM, so the phase's peak RSS (which
+    counts waited children) is the server's."""
+    from movielens_assets.tools.local_s3 import LocalS3Server
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    server = LocalS3Server(Path(spec["state_dir"]))
+    endpoint = server.start()
     endpoint_file = Path(spec["endpoint_file"])
     partial = endpoint_file.with_suffix(".partial")
-    partial.write_text(f"http://{host}:{port}")
+    partial.write_text(endpoint)
     partial.rename(endpoint_file)
-    while not stop.wait(1.0):
-        pass
-    server.stop()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        server.stop()
     return {}
+
+
+def landing_key(prefix: str, dataset: str, name: str) -> str:
+    """The S3 key the bench lands a dataset's file at, the loader's ``_source_file`` for it."""
+    return f"{prefix}/{dataset}/{name}" if prefix else name
 
 
 def land_files(bucket: str, files: Sequence[tuple[str, Path]]) -> dict[str, Any]:
@@ -155,8 +173,7 @@ def land_files(bucket: str, files: Sequence[tuple[str, Path]]) -> dict[str, Any]
 
     def upload(item: tuple[str, Path]) -> int:
         dataset, path = item
-        key = f"{settings.prefix}/{dataset}/{path.name}" if settings.prefix else path.name
-        s3lib.upload(client, path, bucket, key)
+        s3lib.upload(client, path, bucket, landing_key(settings.prefix, dataset, path.name))
         return path.stat().st_size
 
     with ThreadPoolExecutor(max_workers=4) as pool:

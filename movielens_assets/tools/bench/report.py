@@ -149,8 +149,8 @@ def format_table(results: dict[str, Any]) -> str:
         "peak RSS = the largest process of the phase's tree (plain dbt's dbt included); the "
         "pipeline's and the incremental runs' dbt calls are forks of the dbt server, which with "
         f"its forks peaked at {_number(results.get('dbt_server_peak_rss_mib'), 0)} MiB; the S3 "
-        f"server (moto, own process) peaked at {_number(results['s3_server_peak_rss_mib'], 0)} "
-        "MiB.",
+        "server (the project's loopback one, own process) peaked at "
+        f"{_number(results['s3_server_peak_rss_mib'], 0)} MiB.",
         "",
         "ratios:",
     ]
