@@ -36,7 +36,7 @@ class LandingBucket(S3Resource):
 
     def dataset_prefix(self, dataset: str) -> str:
         """The key prefix of one dataset, e.g. ``landing/ratings/``."""
-        return f"{self.prefix}/{dataset}/" if self.prefix else f"{dataset}/"
+        return s3lib.dataset_prefix(self.prefix, dataset)
 
     def dataset_uri(self, dataset: str) -> str:
         """The S3 URI of one dataset's folder."""

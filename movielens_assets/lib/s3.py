@@ -88,6 +88,12 @@ def upload(s3: Any, path: Path, bucket: str, key: str, md5: str | None = None) -
     s3.upload_file(str(path), bucket, key, ExtraArgs=extra, Config=TRANSFER)
 
 
+def dataset_prefix(prefix: str, dataset: str) -> str:
+    """The key prefix of one dataset's landing folder under ``prefix``, e.g. ``landing/ratings/``
+    (``ratings/`` when ``prefix`` is empty)."""
+    return f"{prefix}/{dataset}/" if prefix else f"{dataset}/"
+
+
 def download(s3: Any, bucket: str, key: str, destination: Path) -> int:
     """Stream one object to ``destination`` with a single GET; returns the bytes written.
 

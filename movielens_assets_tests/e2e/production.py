@@ -137,9 +137,8 @@ class Production:
 @contextlib.contextmanager
 def production(root: Path, **env: str) -> Iterator[Production]:
     """PostgreSQL and the S3 server running and the instance prepared by the compose file's
-    ``migrate`` service's commands (``migrate``);
-    the servers and the daemon are the caller's to start. ``env``: more variables for every
-    process. Everything is stopped on exit."""
+    ``migrate`` commands (``migrate``); the servers and the daemon are the caller's to start.
+    ``env``: more variables for every process. Everything is stopped on exit."""
     dagster_home = root / "dagster_home"
     dagster_home.mkdir()
     shutil.copy(REPO / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")

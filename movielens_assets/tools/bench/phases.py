@@ -66,24 +66,22 @@ def phase_baseline(spec: dict[str, Any]) -> dict[str, Any]:
     """Run ``bench/baseline.sql`` (or its RAW section) on a fresh DuckDB file."""
     import duckdb
 
-    from movielens_assets.settings import Settings
-
     database = Path(spec["database"])
     database.parent.mkdir(parents=True, exist_ok=True)
     database.unlink(missing_ok=True)
     script = baseline_statements(BASELINE_SQL.read_text(), raw_only=spec.get("raw_only", False))
+    # `_source_file`: the key the land phase gives each file, as the pipeline's RAW holds it
+    keys = {
+        name: landing_key(name, path.name) for name, path in grouplens_files(Path(spec["data_dir"]))
+    }
     error = None
     started = time.perf_counter()
     with duckdb.connect(str(database)) as connection:
         connection.execute("set variable data_dir = ?", [spec["data_dir"]])
         connection.execute("set variable seed_file = ?", [str(SEED_FILE)])
         connection.execute("set variable loaded_at = ?", [datetime.now(UTC).replace(tzinfo=None)])
-        # `_source_file`: the key the land phase gives each file, as the pipeline's RAW holds it
-        prefix = Settings.from_env().prefix
-        for name, path in grouplens_files(Path(spec["data_dir"])):
-            connection.execute(
-                f"set variable {name}_key = ?", [landing_key(prefix, name, path.name)]
-            )
+        for name, key in keys.items():
+            connection.execute(f"set variable {name}_key = ?", [key])
         try:
             connection.execute(script)
         except duckdb.InvalidInputException as failure:
@@ -154,9 +152,13 @@ def phase_s3_server(spec: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def landing_key(prefix: str, dataset: str, name: str) -> str:
-    """The S3 key the bench lands a dataset's file at, the loader's ``_source_file`` for it."""
-    return f"{prefix}/{dataset}/{name}" if prefix else name
+def landing_key(dataset: str, name: str) -> str:
+    """The S3 key the bench lands a dataset's file at (the settings' prefix, the layout of the
+    pipeline's ``LandingBucket``): the loader's ``_source_file`` for it."""
+    from movielens_assets.lib.s3 import dataset_prefix
+    from movielens_assets.settings import Settings
+
+    return dataset_prefix(Settings.from_env().prefix, dataset) + name
 
 
 def land_files(bucket: str, files: Sequence[tuple[str, Path]]) -> dict[str, Any]:
@@ -164,16 +166,14 @@ def land_files(bucket: str, files: Sequence[tuple[str, Path]]) -> dict[str, Any]
     from concurrent.futures import ThreadPoolExecutor
 
     from movielens_assets.lib import s3 as s3lib
-    from movielens_assets.settings import Settings
 
-    settings = Settings.from_env()
     client = s3lib.client()
     s3lib.ensure_bucket(client, bucket)
     started = time.perf_counter()
 
     def upload(item: tuple[str, Path]) -> int:
         dataset, path = item
-        s3lib.upload(client, path, bucket, landing_key(settings.prefix, dataset, path.name))
+        s3lib.upload(client, path, bucket, landing_key(dataset, path.name))
         return path.stat().st_size
 
     with ThreadPoolExecutor(max_workers=4) as pool:

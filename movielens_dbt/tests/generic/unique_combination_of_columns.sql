@@ -29,8 +29,10 @@
             ~ " where " ~ recent ~ ")" %}
     {%- endif %}
 
+    {%- set conditions = [scope] if scope else [] %}
     {%- if narrow_by %}
     {%- set narrow_csv = narrow_by | join(', ') %}
+    {%- do conditions.insert(0, "(" ~ narrow_csv ~ ") in (select " ~ narrow_csv ~ " from repeated)") %}
 
     with repeated as (
 
@@ -43,32 +45,17 @@
         having count(*) > 1
 
     )
+    {%- endif %}
 
     select
         {{ columns_csv }},
         count(*) as occurrences
 
     from {{ model }}
-    where ({{ narrow_csv }}) in (select {{ narrow_csv }} from repeated)
-    {%- if scope %}
-        and {{ scope }}
+    {%- if conditions %}
+    where {{ conditions | join('\n        and ') }}
     {%- endif %}
     group by {{ columns_csv }}
     having count(*) > 1
-
-    {%- else %}
-
-    select
-        {{ columns_csv }},
-        count(*) as occurrences
-
-    from {{ model }}
-    {%- if scope %}
-    where {{ scope }}
-    {%- endif %}
-    group by {{ columns_csv }}
-    having count(*) > 1
-
-    {%- endif %}
 
 {% endtest %}
