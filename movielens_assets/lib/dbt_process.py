@@ -61,9 +61,6 @@ def main() -> None:
         status = call_server(server, sys.argv[1:])
         if status is not None:
             finish(status)
-        print(
-            f"movielens-dbt: no dbt server answers on {server}; running dbt here", file=sys.stderr
-        )
     finish(run(sys.argv[1:]))
 
 

@@ -18,8 +18,11 @@ start this server, and set ``MOVIELENS_DBT_SERVER`` to its socket; ``dbt_process
 - A fork ends when its client ends (the tether's SIGKILL of a dead run's dbt reaches it through
   the client), and when the server ends. SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to the client
   are forwarded to the fork (dagster-dbt interrupts dbt with SIGINT when a run is terminated).
-- Commands that are not about the project's nodes (``parse``, ``deps``, ``debug``...) and calls
-  with ``--no-partial-parse`` run in a fork without the manifest, as a plain dbt would.
+- A fork never parses. Commands that are not about the project's nodes (``parse``, ``deps``,
+  ``debug``...), calls with ``--no-partial-parse`` and calls whose project does not parse are
+  declined, and the client runs them itself, as a plain dbt. dbt's parser runs Rust code
+  (``dbt_extractor``) on a thread pool that the server's own parse starts and that a fork does
+  not inherit: a fork that parsed would wait for those threads for ever.
 
 Without ``MOVIELENS_DBT_SERVER``, or with no server answering on it, ``dbt_process`` runs dbt
 in its own process, as before. Production deployments do not run this server: on Snowflake a
@@ -210,7 +213,8 @@ class Server:
                     self.reap(events, key.fileobj, key.data)
 
     def accept(self, events: selectors.BaseSelector) -> None:
-        """Read one call, fork its dbt, tell the client the fork's pid."""
+        """Read one call, fork its dbt, tell the client the fork's pid; or decline the call
+        (``decline``) when it needs a parse of its own."""
         connection, _ = self.listener.accept()
         try:
             connection.settimeout(10)
@@ -225,6 +229,14 @@ class Server:
         except OSError as error:  # the call's dbt parses for itself
             say(f"no parse for a call: {error}")
             manifest = None
+        if manifest is None:
+            for fd in fds:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                connection.sendall(b"decline\n")
+            connection.close()
+            say(f"`{command_of(request['argv'])}` declined: it parses, so its caller runs it")
+            return
         client = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
         client_pid = struct.unpack("3i", client)[0]
         sys.stdout.flush()
@@ -322,8 +334,8 @@ def run_call(request: dict[str, Any], fds: list[int], manifest: Any, client: int
 
 
 def call_server(path: str, argv: Sequence[str]) -> int | None:
-    """Run ``argv`` on the server at ``path``: dbt's exit status, or None if no server answered
-    (nothing was started: the caller runs dbt itself)."""
+    """Run ``argv`` on the server at ``path``: dbt's exit status, or None if the server declined
+    the call or none answered (said on stderr): nothing was started, the caller runs dbt."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         connection.connect(path)
@@ -338,8 +350,12 @@ def call_server(path: str, argv: Sequence[str]) -> int | None:
         started = replies.readline().split()
     except OSError:
         connection.close()
+        started = []
+    if started == [b"decline"]:
+        connection.close()
         return None
     if len(started) != 2 or started[0] != b"pid":
+        print(f"movielens-dbt: no dbt server answers on {path}; running dbt here", file=sys.stderr)
         return None
     pid = int(started[1])
 

@@ -76,6 +76,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             json_path=Path(args.json) if args.json else None,
             work_dir=Path(args.work_dir) if args.work_dir else None,
             progress=_progress,
+            pairs=args.pairs,
         )
     except BenchError as error:
         _progress(f"movielens bench: {error}")
@@ -270,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--ratings", type=int, default=20_000_263, help="ratings to generate (default: ml-20m's)"
     )
     bench.add_argument("--json", help="also write every figure as JSON to this path")
+    bench.add_argument(
+        "--pairs",
+        type=int,
+        default=3,
+        help="baseline-then-pipeline runs at full size; the median pair is reported (default 3)",
+    )
     bench.add_argument(
         "--work-dir",
         help="keep the generated files, DuckDB files and logs here (default: a new temp folder)",

@@ -15,6 +15,8 @@ again on every deploy is safe.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 
 import dagster as dg
@@ -57,11 +59,37 @@ def init_pools(instance: dg.DagsterInstance, pools: Sequence[str] = PROJECT_POOL
     return lines
 
 
+def unloadable_instance(error: dg.DagsterInvalidConfigError) -> str:
+    """One line for a ``dagster.yaml`` that does not load: the unset variables it reads, by
+    name, or else Dagster's own messages."""
+    where = os.path.join(os.environ["DAGSTER_HOME"], "dagster.yaml")
+    messages = [problem.message for problem in error.errors]
+    unset = [
+        match.group(1)
+        for message in messages
+        if (match := re.search(r'environment variable "([^"]+)" which is not set', message))
+    ]
+    if unset and len(unset) == len(messages):
+        one = len(unset) == 1
+        return (
+            f"{where} reads {', '.join(sorted(unset))}, which {'is' if one else 'are'} not "
+            f"set: set {'it' if one else 'each'} (see .env.example)"
+        )
+    return f"{where} does not load: " + "; ".join(messages)
+
+
 def run_init_pools() -> tuple[int, list[str]]:
     """The command's exit status and its lines of output."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return 1, [
+            "movielens init-pools: DAGSTER_HOME is not set: point it at the folder of the "
+            "production instance's dagster.yaml (deploy/dagster.yaml)"
+        ]
     try:
         with dg.DagsterInstance.get() as instance:
             lines = init_pools(instance)
+    except dg.DagsterInvalidConfigError as error:
+        return 1, [f"movielens init-pools: {unloadable_instance(error)}"]
     except PoolsUnavailableError as error:
         return 1, [f"movielens init-pools: {error}"]
     return 0, [f"movielens init-pools: {line}" for line in lines]

@@ -17,15 +17,16 @@ Semantics shared by both sides, modelled on Snowflake's ``COPY INTO``:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from movielens_assets.lib.redact import redact_secrets
 from movielens_assets.lib.s3 import S3Object
@@ -232,13 +233,46 @@ class Warehouse(dg.ConfigurableResource):
         ``s3`` is a boto3 client for ``bucket``; ``log`` receives per-file progress.
         """
 
+    _reads: contextlib.ExitStack | None = PrivateAttr(default=None)
+    _reader: Any = PrivateAttr(default=None)
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """The queries made inside share one read-only connection (DuckDB: the file opened
+        once, not per query; Snowflake: one session), opened by the first of them and closed at
+        the end. A query whose connection fails to open raises, like one outside; the next
+        tries again. Inside another ``reading()``, the outer one's. Not for several threads."""
+        if self._reads is not None:
+            yield
+            return
+        self._reads = contextlib.ExitStack()
+        try:
+            yield
+        finally:
+            reads, self._reads, self._reader = self._reads, None, None
+            reads.close()
+
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """Run a read-only query and return its rows."""
         return self.query_with_columns(sql)[1]
 
-    @abstractmethod
     def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a read-only query and return its column names and rows."""
+        """Run a read-only query and return its column names and rows (on the connection of
+        ``reading()`` when inside one, else on a connection of its own)."""
+        if self._reads is None:
+            with self.read_connection() as reader:
+                return self.run_query(reader, sql)
+        if self._reader is None:
+            self._reader = self._reads.enter_context(self.read_connection())
+        return self.run_query(self._reader, sql)
+
+    @abstractmethod
+    def read_connection(self) -> contextlib.AbstractContextManager[Any]:
+        """A new read-only connection (or cursor) for ``run_query``, closed on exit."""
+
+    @abstractmethod
+    def run_query(self, reader: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run ``sql`` on a ``read_connection()``; its column names and rows."""
 
     @abstractmethod
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:

@@ -6,6 +6,7 @@ the project with one extra model, so that editing it touches nothing else)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -132,6 +133,30 @@ def test_a_parse_is_reused_until_a_file_or_the_warehouse_changes(
     assert "no dbt server answers" not in done.stderr
     # the files dbt made have the modes the caller's umask (022 here) gives, not the socket's
     assert (second.stat().st_mode & 0o777, socket.stat().st_mode & 0o077) == (0o644, 0)
+
+
+def test_a_call_that_parses_in_its_fork_after_the_server_parsed_finishes(
+    project: Path, server, tmp_path: Path
+):
+    """``dbt parse`` (and any call with ``--no-partial-parse``) parses in the fork. dbt's static
+    parser runs on a thread pool (Rust's rayon) that a fork does not inherit: had the server's
+    own parse started that pool, the fork's parse would wait on it for ever."""
+    socket, _, log = server
+    database = tmp_path / "warehouse.duckdb"
+    done = finished(project, ["run", "--select", "probe"], env_for(socket, database, tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert parses(log) == 1
+    for args in (["parse"], ["parse", "--no-partial-parse"]):
+        shutil.rmtree(project.parent / "target")
+        process = call(project, args, env_for(socket, database, tmp_path), stdout=subprocess.PIPE)
+        try:
+            process.communicate(timeout=90)
+        finally:
+            process.kill()
+        assert process.returncode == 0, args
+        manifest = json.loads((project.parent / "target" / "manifest.json").read_text())
+        assert "model.movielens_dbt.probe" in manifest["nodes"]
+    assert "no dbt server answers" not in log.read_text()
 
 
 def test_a_killed_client_ends_its_dbt_and_the_server_serves_on(

@@ -156,3 +156,46 @@ def test_the_project_pools_are_every_pool_of_every_target():
         pools = Settings.from_env({"MOVIELENS_TARGET": target}).pools
         used |= {pools.raw, pools.checks, pools.dbt} - {None}
     assert used == set(PROJECT_POOLS)
+
+
+def unconfigured_init_pools(**env: str) -> subprocess.CompletedProcess:
+    """``movielens init-pools`` with no ``DAGSTER_PG_*`` set and ``env`` added."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("DAGSTER_PG_") and k != "DAGSTER_HOME"
+    }
+    return subprocess.run(
+        [str(BIN / "movielens"), "init-pools"],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_unset_variable_of_the_instance_is_named_in_one_line(tmp_path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    others = {"DAGSTER_PG_PASSWORD": "secret", "DAGSTER_PG_HOST": "db", "DAGSTER_PG_DB": "dagster"}
+    result = unconfigured_init_pools(DAGSTER_HOME=str(home), DAGSTER_PG_PORT="5432", **others)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"movielens init-pools: {home / 'dagster.yaml'} reads DAGSTER_PG_USER, which is not set: "
+        "set it (see .env.example)"
+    ]
+    everything = unconfigured_init_pools(DAGSTER_HOME=str(home))
+    assert everything.returncode == 1
+    assert (
+        "reads DAGSTER_PG_DB, DAGSTER_PG_HOST, DAGSTER_PG_PASSWORD, DAGSTER_PG_PORT, "
+        "DAGSTER_PG_USER, which are not set: set each" in everything.stderr
+    )
+    assert "Traceback" not in result.stderr + everything.stderr
+
+
+def test_an_unset_dagster_home_is_named():
+    result = unconfigured_init_pools()
+    assert result.returncode == 1
+    assert "DAGSTER_HOME is not set" in result.stderr
+    assert "Traceback" not in result.stderr

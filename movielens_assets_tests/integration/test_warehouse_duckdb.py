@@ -170,3 +170,71 @@ def test_a_second_process_holding_the_file_makes_the_load_report_busy(tmp_path):
         assert time.monotonic() - started < 10
     finally:
         holder.kill()
+
+
+def another_process_can_write(path: Path) -> bool:
+    """Whether another process can open the DuckDB file for writing now (not while this one
+    has it open)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", f"import duckdb; duckdb.connect({str(path)!r}).close()"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode == 0
+
+
+def test_queries_inside_reading_share_one_connection_opened_by_the_first(landing, warehouse):
+    land(landing, "movies", SAMPLE / "movies.csv")
+    load(warehouse, landing, "movies")
+    path = Path(warehouse.path)
+    warehouse.query("select count(*) from raw.raw_movies")
+    assert another_process_can_write(path), "a query outside reading() keeps the file open"
+    with warehouse.reading():
+        assert another_process_can_write(path), "reading() opens the file before any query"
+        movies = warehouse.query("select count(*) from raw.raw_movies")[0][0]
+        assert not another_process_can_write(path), "the file is not held between queries"
+        with warehouse.reading():  # nested: the same connection
+            columns, rows = warehouse.query_with_columns(
+                "select dataset, rows_loaded from raw.load_ledger"
+            )
+        assert not another_process_can_write(path)
+    assert another_process_can_write(path)
+    assert movies == len(csv_rows(SAMPLE / "movies.csv"))
+    assert columns == ["dataset", "rows_loaded"] and rows == [("movies", movies)]
+
+
+def test_inside_reading_a_query_that_cannot_open_the_file_raises_and_the_next_retries(
+    landing, warehouse
+):
+    import subprocess
+    import sys
+
+    from movielens_assets.warehouse.base import WarehouseBusyError
+
+    land(landing, "links", SAMPLE / "links.csv")
+    load(warehouse, landing, "links")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({warehouse.path!r}); "
+            "print('ready', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with warehouse.reading():
+            with pytest.raises(WarehouseBusyError, match="busy"):
+                warehouse.query("select count(*) from raw.raw_links")
+            holder.kill()
+            holder.wait()
+            links = warehouse.query("select count(*) from raw.raw_links")[0][0]
+    finally:
+        holder.kill()
+    assert links == len(csv_rows(SAMPLE / "links.csv"))

@@ -78,3 +78,14 @@ def test_a_part_phase_is_run_by_name_and_may_not_reuse_a_core_phase_name(monkeyp
     )
     with pytest.raises(BenchError, match="bench part 'clash' reuses the phase name 'land'"):
         phases.all_phases()
+
+
+def test_the_median_pair_is_chosen_by_its_ratio_not_by_either_time():
+    from movielens_assets.tools.bench.run import median_pair
+
+    fast_machine = ({"wall_s": 10.0}, {"wall_s": 15.0})  # 1.5
+    slow_machine = ({"wall_s": 30.0}, {"wall_s": 36.0})  # 1.2
+    middle = ({"wall_s": 20.0}, {"wall_s": 27.0})  # 1.35
+    assert median_pair([fast_machine, slow_machine, middle]) is middle
+    assert median_pair([fast_machine, slow_machine]) is slow_machine  # the lower middle
+    assert median_pair([middle]) is middle

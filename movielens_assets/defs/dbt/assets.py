@@ -99,11 +99,12 @@ def build_dbt_assets(
         with redacted_errors():
             os.environ.update(warehouse.dbt_env(context.run.run_id))
             relations = model_relations(context)
-            watermarks = {
-                key: load_watermark(warehouse, relation)
-                for key, relation in relations.items()
-                if relation.incremental
-            }
+            with warehouse.reading():  # closed before dbt opens the warehouse
+                watermarks = {
+                    key: load_watermark(warehouse, relation)
+                    for key, relation in relations.items()
+                    if relation.incremental
+                }
             since = tests_since(context.run.tags, config.full_refresh, watermarks)
             os.environ[TESTS_SINCE_ENV] = since
             if since:
@@ -144,13 +145,16 @@ def build_dbt_assets(
             finally:
                 keep_parse_state(invocation.target_path)
             # dbt has exited: the warehouse can be read (on DuckDB, only now).
-            yield from with_failing_rows(live.held, invocation.target_path, warehouse, context.log)
-            built = set(live.built)
-            for key, relation in relations.items():
-                if relation.unique_id in built:
-                    extra = model_metadata(warehouse, relation, watermarks.get(key))
-                    if extra:
-                        yield dg.AssetObservation(asset_key=key, metadata=extra)
+            with warehouse.reading():
+                yield from with_failing_rows(
+                    live.held, invocation.target_path, warehouse, context.log
+                )
+                built = set(live.built)
+                for key, relation in relations.items():
+                    if relation.unique_id in built:
+                        extra = model_metadata(warehouse, relation, watermarks.get(key))
+                        if extra:
+                            yield dg.AssetObservation(asset_key=key, metadata=extra)
             failure = invocation.get_error()
             if failure is not None:
                 raise failure

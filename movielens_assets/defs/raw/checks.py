@@ -167,13 +167,16 @@ def build_raw_checks(
     def raw_load_checks(
         context: dg.AssetCheckExecutionContext, warehouse: Warehouse
     ) -> Iterator[dg.AssetCheckResult]:
-        """Rejected files and ledger reconciliation of every selected RAW table."""
-        for check in sorted(context.selected_asset_check_keys, key=str):
-            dataset = check.asset_key.path[-1].removeprefix("raw_")
-            if check.name == NO_REJECTED_FILES:
-                yield rejections_result(dataset, warehouse.query(rejections_sql(dataset)))
-            else:
-                yield reconciliation_result(dataset, warehouse.query(reconciliation_sql(dataset)))
+        """Rejected files and ledger reconciliation of every selected RAW table (on one
+        connection: opening the DuckDB file per query cost more than the queries)."""
+        with warehouse.reading():
+            for check in sorted(context.selected_asset_check_keys, key=str):
+                dataset = check.asset_key.path[-1].removeprefix("raw_")
+                if check.name == NO_REJECTED_FILES:
+                    yield rejections_result(dataset, warehouse.query(rejections_sql(dataset)))
+                else:
+                    rows = warehouse.query(reconciliation_sql(dataset))
+                    yield reconciliation_result(dataset, rows)
 
     return [raw_load_checks]
 

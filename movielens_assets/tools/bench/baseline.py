@@ -17,11 +17,14 @@ from movielens_assets.tools.bench.orchestration import Runner, phase_line, tail
 from movielens_assets.tools.bench.paths import DBT_PROJECT_DIR
 
 
-def measure_baseline(runner: Runner, data_dir: Path, ratings: int) -> dict[str, Any]:
-    """``bench/baseline.sql`` in a fresh DuckDB file (timed inside the script's process)."""
+def measure_baseline(
+    runner: Runner, data_dir: Path, ratings: int, label: str = "baseline"
+) -> dict[str, Any]:
+    """``bench/baseline.sql`` in a fresh DuckDB file (timed inside the script's process);
+    ``label`` names its log and result files."""
     database = runner.work / "baseline" / "baseline.duckdb"
     baseline = runner.phase(
-        "baseline", "baseline", {"database": str(database), "data_dir": str(data_dir)}
+        label, "baseline", {"database": str(database), "data_dir": str(data_dir)}
     )
     return phase_line(
         baseline,

@@ -151,6 +151,19 @@ def format_table(results: dict[str, Any]) -> str:
         f"its forks peaked at {_number(results.get('dbt_server_peak_rss_mib'), 0)} MiB; the S3 "
         "server (the project's loopback one, own process) peaked at "
         f"{_number(results['s3_server_peak_rss_mib'], 0)} MiB.",
+    ]
+    pairs = results.get("pairs", [])
+    if len(pairs) > 1:
+        lines.append(
+            f"baseline and pipeline: the pair with the median ratio of {len(pairs)} run one after "
+            "the other (baseline s / pipeline s = ratio): "
+            + ", ".join(
+                f"{pair['baseline_s']:.2f} / {pair['pipeline_s']:.2f} = {pair['ratio']:.3f}"
+                for pair in pairs
+            )
+            + "."
+        )
+    lines += [
         "",
         "ratios:",
     ]

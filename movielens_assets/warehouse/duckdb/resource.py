@@ -10,7 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -126,12 +126,17 @@ class DuckDBWarehouse(Warehouse):
             )
             return loader.load(spec, objects, s3, bucket, on_error)
 
-    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a query on a read-only connection; its column names and rows."""
-        with self.connect(read_only=True) as connection:
-            result = connection.execute(sql)
-            rows = result.fetchall()
-            return [column[0] for column in result.description], rows
+    def read_connection(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A read-only connection to the file (it waits while another process writes)."""
+        return self.connect(read_only=True)
+
+    def run_query(
+        self, reader: duckdb.DuckDBPyConnection, sql: str
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a query; its column names and rows."""
+        result = reader.execute(sql)
+        rows = result.fetchall()
+        return [column[0] for column in result.description], rows
 
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
         """dbt's profile reads the file's path from ``MOVIELENS_DUCKDB_PATH``."""

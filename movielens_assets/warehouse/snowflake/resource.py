@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from dagster_snowflake import SnowflakeResource
@@ -227,12 +227,15 @@ class SnowflakeWarehouse(Warehouse):
         )
         return copy_results(cursor)
 
-    def query_with_columns(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a query in a session tagged as an ad-hoc query; its column names and rows."""
-        with self.session(query_tag(None, None, tool="query")) as cursor:
-            cursor.execute(sql)
-            rows = cursor.fetchall()
-            return [column[0] for column in cursor.description], rows
+    def read_connection(self) -> AbstractContextManager[Any]:
+        """A cursor in a session tagged as ad-hoc queries."""
+        return self.session(query_tag(None, None, tool="query"))
+
+    def run_query(self, reader: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a query on a session's cursor; its column names and rows."""
+        reader.execute(sql)
+        rows = reader.fetchall()
+        return [column[0] for column in reader.description], rows
 
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
         """The query tag of dbt's queries (``DBT_QUERY_TAG``), with the run id if given; read
