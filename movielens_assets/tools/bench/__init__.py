@@ -7,8 +7,8 @@ the largest resident set of the process and of every child it waited for, e.g. d
    every dbt test, typed straight into DuckDB (no Dagster, no dbt, no S3);
 2. ``plain dbt``: RAW loaded by the baseline's RAW section (untimed), then ``dbt build`` alone;
 3. ``pipeline``: the files landed in a loopback S3 server first (untimed, once for every pair),
-   then ``movielens run`` in a fresh ``MOVIELENS_HOME``; timed: the Dagster run, start to end, less its landing step
-   (i.e. raw, dbt and the checks; each step's seconds are kept too);
+   then ``movielens run`` in a fresh ``MOVIELENS_HOME``; timed: the Dagster run, start to end,
+   less its landing step (i.e. raw, dbt and the checks; each step's seconds are kept too);
 4. ``incremental``: a ratings file with 1% new (user, movie) pairs and some re-ratings lands,
    the S3 landing sensor is ticked, and the run it requests is executed; measured on the full
    table and on a quarter-size table (same file, and a 1%-of-quarter file), to tell whether it
