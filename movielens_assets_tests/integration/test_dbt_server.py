@@ -148,15 +148,17 @@ def test_a_call_that_parses_in_its_fork_after_the_server_parsed_finishes(
     assert parses(log) == 1
     for args in (["parse"], ["parse", "--no-partial-parse"]):
         shutil.rmtree(project.parent / "target")
-        process = call(project, args, env_for(socket, database, tmp_path), stdout=subprocess.PIPE)
+        env = env_for(socket, database, tmp_path)
+        process = call(project, args, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
-            process.communicate(timeout=90)
+            _, err = process.communicate(timeout=90)
         finally:
             process.kill()
         assert process.returncode == 0, args
         manifest = json.loads((project.parent / "target" / "manifest.json").read_text())
         assert "model.movielens_dbt.probe" in manifest["nodes"]
-    assert "no dbt server answers" not in log.read_text()
+        assert "no dbt server answers" not in err  # declined, not unanswered
+    assert log.read_text().count("`parse` declined") == 2
 
 
 def test_a_killed_client_ends_its_dbt_and_the_server_serves_on(
