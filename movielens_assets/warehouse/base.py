@@ -270,9 +270,13 @@ class Warehouse(dg.ConfigurableResource):
     def read_connection(self) -> contextlib.AbstractContextManager[Any]:
         """A new read-only connection (or cursor) for ``run_query``, closed on exit."""
 
-    @abstractmethod
-    def run_query(self, reader: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run ``sql`` on a ``read_connection()``; its column names and rows."""
+    @staticmethod
+    def run_query(reader: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run ``sql`` on a ``read_connection()`` (a DB-API cursor, or DuckDB's connection, which
+        acts as one); its column names and rows."""
+        reader.execute(sql)
+        rows = reader.fetchall()
+        return [column[0] for column in reader.description], rows
 
     @abstractmethod
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:

@@ -1,6 +1,11 @@
 """The DuckDB RAW loader against a real loopback S3 server and a real DuckDB file."""
 
+import contextlib
 import logging
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -8,7 +13,7 @@ import pytest
 
 from movielens_assets.datasets import DATASETS
 from movielens_assets.lib import s3 as s3lib
-from movielens_assets.warehouse.base import BadFileError
+from movielens_assets.warehouse.base import BadFileError, WarehouseBusyError
 from movielens_assets.warehouse.duckdb.resource import DuckDBWarehouse
 from movielens_assets_tests.conftest import SAMPLE, csv_rows
 
@@ -143,12 +148,10 @@ def test_gzip_files_load_like_plain_ones(landing, warehouse, tmp_path):
     assert report.rows_loaded == len(csv_rows(SAMPLE / "tags.csv"))
 
 
-def test_a_second_process_holding_the_file_makes_the_load_report_busy(tmp_path):
-    import subprocess
-    import sys
-    import time
-
-    path = tmp_path / "warehouse.duckdb"
+@contextlib.contextmanager
+def held_by_another_process(path: Path) -> Iterator[subprocess.Popen]:
+    """Another process with the DuckDB file open for writing (for 30 s at most), until the
+    block ends or the block kills it."""
     holder = subprocess.Popen(
         [
             sys.executable,
@@ -161,23 +164,25 @@ def test_a_second_process_holding_the_file_makes_the_load_report_busy(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "ready"
-        from movielens_assets.warehouse.base import WarehouseBusyError
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
+
+def test_a_second_process_holding_the_file_makes_the_load_report_busy(tmp_path):
+    path = tmp_path / "warehouse.duckdb"
+    with held_by_another_process(path):
         started = time.monotonic()
         with pytest.raises(WarehouseBusyError, match="busy"):
             with DuckDBWarehouse(path=str(path), busy_timeout=1).connect():
                 pass
         assert time.monotonic() - started < 10
-    finally:
-        holder.kill()
 
 
 def another_process_can_write(path: Path) -> bool:
     """Whether another process can open the DuckDB file for writing now (not while this one
     has it open)."""
-    import subprocess
-    import sys
-
     done = subprocess.run(
         [sys.executable, "-c", f"import duckdb; duckdb.connect({str(path)!r}).close()"],
         capture_output=True,
@@ -210,31 +215,13 @@ def test_queries_inside_reading_share_one_connection_opened_by_the_first(landing
 def test_inside_reading_a_query_that_cannot_open_the_file_raises_and_the_next_retries(
     landing, warehouse
 ):
-    import subprocess
-    import sys
-
-    from movielens_assets.warehouse.base import WarehouseBusyError
-
     land(landing, "links", SAMPLE / "links.csv")
     load(warehouse, landing, "links")
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, time; c = duckdb.connect({warehouse.path!r}); "
-            "print('ready', flush=True); time.sleep(30)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with held_by_another_process(Path(warehouse.path)) as holder:
         with warehouse.reading():
             with pytest.raises(WarehouseBusyError, match="busy"):
                 warehouse.query("select count(*) from raw.raw_links")
             holder.kill()
             holder.wait()
             links = warehouse.query("select count(*) from raw.raw_links")[0][0]
-    finally:
-        holder.kill()
     assert links == len(csv_rows(SAMPLE / "links.csv"))

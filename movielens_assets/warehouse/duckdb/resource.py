@@ -130,14 +130,6 @@ class DuckDBWarehouse(Warehouse):
         """A read-only connection to the file (it waits while another process writes)."""
         return self.connect(read_only=True)
 
-    def run_query(
-        self, reader: duckdb.DuckDBPyConnection, sql: str
-    ) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a query; its column names and rows."""
-        result = reader.execute(sql)
-        rows = result.fetchall()
-        return [column[0] for column in result.description], rows
-
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
         """dbt's profile reads the file's path from ``MOVIELENS_DUCKDB_PATH``."""
         return {"MOVIELENS_DUCKDB_PATH": str(Path(self.path).resolve())}

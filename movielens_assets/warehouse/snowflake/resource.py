@@ -231,12 +231,6 @@ class SnowflakeWarehouse(Warehouse):
         """A cursor in a session tagged as ad-hoc queries."""
         return self.session(query_tag(None, None, tool="query"))
 
-    def run_query(self, reader: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-        """Run a query on a session's cursor; its column names and rows."""
-        reader.execute(sql)
-        rows = reader.fetchall()
-        return [column[0] for column in reader.description], rows
-
     def dbt_env(self, run_id: str | None = None) -> dict[str, str]:
         """The query tag of dbt's queries (``DBT_QUERY_TAG``), with the run id if given; read
         per node at run time by ``movielens_dbt/macros/set_query_tag.sql``, never by the profile.
